@@ -1,0 +1,38 @@
+"""genomod: DNA foundation models on long sequences.
+
+Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``.
+Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "genomod.checkpoint",
+    "save_model": "genomod.checkpoint",
+    "VariantScorer": "genomod.scoring",
+    "Tokenizer": "genomod.tokenizer",
+    "ModelConfig": "genomod.model",
+    "HybridModel": "genomod.model",
+    "GenomodError": "genomod.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genomod.checkpoint import load_model, save_model
+    from genomod.errors import GenomodError
+    from genomod.model import HybridModel, ModelConfig
+    from genomod.scoring import VariantScorer
+    from genomod.tokenizer import Tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'genomod' has no attribute {name!r}")

@@ -1,0 +1,59 @@
+"""Small shared helpers: atomic output files and device selection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from genomod.errors import DeviceError, InputError
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
+
+    An interrupted or failed write never leaves a partial file under the final name.
+    """
+    final = Path(final)
+    parent = final.parent if str(final.parent) else Path(".")
+    if not parent.exists():
+        raise InputError(f"{final}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{final}: output folder {parent} is not writable")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early (before any work) when an output path cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{path}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{path}: output folder {parent} is not writable")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file path")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """'auto'/None -> CUDA when present, else CPU; an unavailable explicit device is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
