@@ -1,0 +1,185 @@
+"""HybridModel: embedding -> stack of Hyena-SE/MR/LI and attention blocks -> RMSNorm -> (tied) unembedding.
+
+``forward`` returns logits, optionally hidden states of named layers, and an ``InferenceCache`` that
+carries every layer's state so that a sequence can be processed in chunks (long inference) or a shared
+prefix reused (variant scoring) with the same result as one forward over the whole sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genomod.model.blocks import RMSNorm, init_weights, make_block
+from genomod.model.config import ModelConfig
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Parameters kept in float32 whatever the model dtype (as vortex keeps poles and residues).
+FP32_PARAMS = ("log_poles", "residues")
+
+
+@dataclass
+class InferenceCache:
+    """Per-layer state after ``offset`` tokens: FIR tails, LI modal states, attention K/V."""
+
+    layers: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    offset: int = 0
+
+    def _map(self, fn) -> InferenceCache:
+        return InferenceCache([{k: fn(v) for k, v in st.items()} for st in self.layers], self.offset)
+
+    def expand(self, batch: int) -> InferenceCache:
+        """Broadcast a batch-1 cache to ``batch`` rows (no copy until written)."""
+        return self._map(lambda t: t.expand(batch, *t.shape[1:]))
+
+    def select(self, index: torch.Tensor | list[int]) -> InferenceCache:
+        """Keep the batch rows ``index`` (e.g. one prefix state per variant)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return self._map(lambda t: t.index_select(0, idx.to(t.device)))
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for st in self.layers for t in st.values())
+
+
+@dataclass
+class ModelOutput:
+    """Logits (B, L, vocab) float32, hidden states by layer name, and the cache when requested."""
+
+    logits: torch.Tensor
+    hidden: dict[str, torch.Tensor] = field(default_factory=dict)
+    cache: InferenceCache | None = None
+
+
+class HybridModel(nn.Module):
+    """A StripedHyena-2-style causal DNA language model (see ``ModelConfig``)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden_size
+        self.embedding_layer = nn.Embedding(config.vocab_size, d)
+        self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.num_layers)])
+        self.norm = RMSNorm(d, config.norm_eps) if config.final_norm else nn.Identity()
+        self.unembed = None if config.tie_embeddings else nn.Linear(d, config.vocab_size, bias=False)
+        if not any(p.is_meta for p in self.parameters()):
+            init_weights(self, config)
+
+    # ------------------------------------------------------------------------------------------
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def to_dtype(self, dtype: str | torch.dtype) -> HybridModel:
+        """Cast weights to ``dtype`` but keep LI poles/residues in float32 (needed at long lengths)."""
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        for name, p in self.named_parameters():
+            p.data = p.data.float() if name.endswith(FP32_PARAMS) else p.data.to(dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding_layer.weight.device
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.embedding_layer.weight if self.unembed is None else self.unembed.weight
+        return F.linear(x, w).float()
+
+    @contextlib.contextmanager
+    def _capture(self, names: Iterable[str] | None) -> Iterator[dict[str, torch.Tensor]]:
+        """Forward hooks that record the outputs of named submodules (e.g. ``blocks.26.mlp.l3``)."""
+        store: dict[str, torch.Tensor] = {}
+        handles = []
+        if names:
+            modules = dict(self.named_modules())
+            for name in names:
+                if name not in modules:
+                    from genomod.errors import ConfigError
+
+                    raise ConfigError(f"unknown layer name {name!r}; e.g. 'blocks.0', 'blocks.3.mlp.l3', 'norm'")
+
+                def hook(_m, _inp, out, name=name):
+                    store[name] = (out[0] if isinstance(out, tuple) else out).detach()
+
+                handles.append(modules[name].register_forward_hook(hook))
+        try:
+            yield store
+        finally:
+            for h in handles:
+                h.remove()
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cache: InferenceCache | None = None,
+        use_cache: bool = False,
+        return_hidden: Iterable[str] | None = None,
+    ) -> ModelOutput:
+        """Run the model on ``tokens`` (B, L) continuing from ``cache`` (if any)."""
+        offset = cache.offset if cache is not None else 0
+        states = cache.layers if cache is not None else [{} for _ in self.blocks]
+        new_states = []
+        with self._capture(return_hidden) as hidden:
+            x = self.embedding_layer(tokens)
+            for block, st in zip(self.blocks, states):
+                x, new = block(x, st, use_cache, offset)
+                new_states.append(new)
+            logits = self._logits(self.norm(x))
+        out_cache = InferenceCache(new_states, offset + tokens.shape[1]) if use_cache else None
+        return ModelOutput(logits=logits, hidden=dict(hidden), cache=out_cache)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def forward_chunked(self, tokens: torch.Tensor, chunk_size: int = 8192,
+                        return_hidden: Iterable[str] | None = None) -> ModelOutput:
+        """Long inference: process ``tokens`` in chunks with carried state (same result as one forward).
+
+        Activation memory is bounded by the chunk size except attention's K/V cache, which grows as
+        2 * L * hidden per attention layer.
+        """
+        cache: InferenceCache | None = None
+        logits, hidden_parts = [], {}
+        for start in range(0, tokens.shape[1], chunk_size):
+            out = self(tokens[:, start : start + chunk_size], cache=cache, use_cache=True, return_hidden=return_hidden)
+            cache = out.cache
+            logits.append(out.logits)
+            for k, v in out.hidden.items():
+                hidden_parts.setdefault(k, []).append(v)
+        return ModelOutput(torch.cat(logits, dim=1), {k: torch.cat(v, dim=1) for k, v in hidden_parts.items()},
+                           cache)
+
+    @torch.no_grad()
+    def log_likelihoods(self, tokens: torch.Tensor, rc_average: bool = False,
+                        chunk_size: int | None = None) -> torch.Tensor:
+        """Per-position log p(token_t | tokens_<t), shape (B, L); position 0 has no context and is NaN.
+
+        With ``rc_average`` the reverse-complement strand's per-position values are mapped back and
+        averaged with the forward ones (position 0 then takes the RC value, position L-1 the forward one).
+        """
+        fwd = self._per_position(tokens, chunk_size)
+        if not rc_average:
+            return fwd
+        from genomod.tokenizer import reverse_complement
+
+        rc = self._per_position(reverse_complement(tokens), chunk_size).flip(-1)
+        return torch.stack([fwd, rc]).nanmean(0)
+
+    def _per_position(self, tokens: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+        out = self.forward_chunked(tokens, chunk_size) if chunk_size else self(tokens)
+        logp = torch.log_softmax(out.logits[:, :-1], dim=-1)
+        ll = logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+        return torch.cat([torch.full_like(ll[:, :1], float("nan")), ll], dim=1)
+
+
+def build_model(config: ModelConfig | str, device: str | torch.device = "cpu",
+                dtype: str | torch.dtype | None = None, meta: bool = False) -> HybridModel:
+    """Instantiate a model from a config or preset name; ``meta=True`` allocates no memory (param counts)."""
+    cfg = ModelConfig.preset(config) if isinstance(config, str) else config
+    if meta:
+        with torch.device("meta"):
+            return HybridModel(cfg)
+    model = HybridModel(cfg).to(device)
+    return model.to_dtype(dtype) if dtype is not None else model

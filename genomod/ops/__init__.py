@@ -1,0 +1,1 @@
+"""Operators: plain PyTorch references (``reference``) beside fused kernels and the attention dispatch."""

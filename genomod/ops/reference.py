@@ -1,0 +1,156 @@
+"""Plain PyTorch reference operators of the hybrid model (the ground truth every fused kernel matches).
+
+Shapes: ``x`` is (batch, channels, length) for convolutions. All convolutions are causal. Each function
+computes in float32 and returns the input dtype, as Evo 2's reference inference code (vortex) does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """Evo 2's RMSNorm: ``scale * x / (||x||_2 / sqrt(d) + eps)`` (eps outside the root, as in vortex)."""
+    d = x.shape[-1]
+    return scale * (x / (x.norm(2, dim=-1, keepdim=True) * d ** (-0.5) + eps))
+
+
+def causal_depthwise_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, state: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Causal depthwise FIR in ``nn.Conv1d`` orientation: ``y[t] = sum_k w[k] x[t - K + 1 + k]``.
+
+    ``weight`` is (C, K) or (C, 1, K). ``state`` (B, C, K-1) holds the inputs before ``x`` (zeros if None),
+    so chunked calls with carried state equal one call on the whole sequence.
+    """
+    w = weight.reshape(weight.shape[0], -1).float()
+    k = w.shape[-1]
+    xf = x.float()
+    if k > 1:
+        pad = state.float() if state is not None else xf.new_zeros(x.shape[0], x.shape[1], k - 1)
+        xf = torch.cat([pad, xf], dim=-1)
+    y = F.conv1d(xf, w[:, None, :], groups=x.shape[1])
+    if bias is not None:
+        y = y + bias.float()[None, :, None]
+    return y.to(x.dtype)
+
+
+def fft_causal_conv(x: torch.Tensor, h: torch.Tensor, fft_size: int | None = None) -> torch.Tensor:
+    """Causal convolution ``y[t] = sum_{j<=t} h[j] x[t-j]`` via FFT (filter in time orientation).
+
+    ``x`` (B, C, L), ``h`` (C, Lh) with Lh <= L or longer (truncated). Default FFT size 2L as in vortex.
+    """
+    length = x.shape[-1]
+    n = fft_size or 2 * length
+    h = h[..., :length].float()
+    y = torch.fft.irfft(torch.fft.rfft(x.float(), n=n) * torch.fft.rfft(h, n=n), n=n)[..., :length]
+    return y
+
+
+def direct_causal_conv(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Same as ``fft_causal_conv`` computed directly (reference for tests; O(L * Lh))."""
+    return causal_depthwise_conv(x.float(), h.flip(-1)).float()
+
+
+def modal_filter(
+    log_poles: torch.Tensor, residues: torch.Tensor, length: int, offset: int = 0
+) -> torch.Tensor:
+    """Hyena-LI implicit filter ``h[c, t] = sum_s R[c, s] exp(log_pole[c, s] * t)`` for t in [offset, offset+L).
+
+    Accumulates over the state dimension one mode at a time, so memory is (C, L), never (C, state, L).
+    """
+    lp = log_poles.reshape(log_poles.shape[0], -1).float()
+    res = residues.reshape(residues.shape[0], -1).float()
+    t = torch.arange(offset, offset + length, device=lp.device, dtype=torch.float32)
+    h = torch.zeros(lp.shape[0], length, device=lp.device, dtype=torch.float32)
+    for s in range(lp.shape[1]):
+        h += res[:, s, None] * torch.exp(lp[:, s, None] * t[None, :])
+    return h
+
+
+def modal_filter_dense(log_poles: torch.Tensor, residues: torch.Tensor, length: int) -> torch.Tensor:
+    """vortex's formula with the (C, state, L) intermediate, kept only as a test reference."""
+    t = torch.arange(length, device=log_poles.device)[None, None]
+    lp = log_poles.reshape(log_poles.shape[0], -1, 1).float()
+    return (residues.float()[..., None] * (lp * t).exp()).sum(1)
+
+
+def modal_state_update(
+    state: torch.Tensor | None, u: torch.Tensor, log_poles: torch.Tensor
+) -> torch.Tensor:
+    """Carry the Hyena-LI modal state across a chunk.
+
+    ``state[b, c, s] = sum_{j < T} exp(lp[c, s] * (T - 1 - j)) * u[b, c, j]`` over everything seen so far;
+    ``u`` is the chunk (B, C, L). Exact for any chunking (float32).
+    """
+    lp = log_poles.reshape(log_poles.shape[0], -1).float()
+    length = u.shape[-1]
+    t = torch.arange(length - 1, -1, -1, device=u.device, dtype=torch.float32)  # T-1-j within chunk
+    uf = u.float()
+    new = torch.empty(u.shape[0], lp.shape[0], lp.shape[1], device=u.device, dtype=torch.float32)
+    for s in range(lp.shape[1]):
+        w = torch.exp(lp[:, s, None] * t[None, :])  # (C, L)
+        new[:, :, s] = torch.einsum("bcl,cl->bc", uf, w)
+    if state is not None:
+        new += torch.exp(lp * length)[None] * state
+    return new
+
+
+def modal_state_contribution(state: torch.Tensor, log_poles: torch.Tensor, residues: torch.Tensor,
+                             length: int) -> torch.Tensor:
+    """Output of the LI filter at the next ``length`` steps due to the carried state (B, C, L)."""
+    lp = log_poles.reshape(log_poles.shape[0], -1).float()
+    res = residues.reshape(residues.shape[0], -1).float()
+    t = torch.arange(1, length + 1, device=state.device, dtype=torch.float32)
+    y = torch.zeros(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
+    for s in range(lp.shape[1]):
+        y += (res[:, s] * state[:, :, s])[..., None] * torch.exp(lp[:, s, None] * t[None, :])[None]
+    return y
+
+
+def rotary_cos_sin(
+    positions: torch.Tensor, head_dim: int, base: float, scaling_factor: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE tables (GPT-NeoX half rotation) with linear position interpolation ``t / scaling_factor``."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    t = positions.float() / scaling_factor
+    freqs = torch.outer(t, inv_freq)
+    return torch.cos(freqs), torch.sin(freqs)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, L, H, D) by RoPE tables (L, D/2): half-split (non-interleaved), in x's dtype like vortex."""
+    half = x.shape[-1] // 2
+    c = torch.cat([cos, cos], dim=-1).to(x.dtype)[None, :, None, :]
+    s = torch.cat([sin, sin], dim=-1).to(x.dtype)[None, :, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return x * c + torch.cat([-x2, x1], dim=-1) * s
+
+
+def hyena_cascade(
+    z: torch.Tensor,
+    kind: str,
+    h: torch.Tensor | None = None,
+    D: torch.Tensor | None = None,
+    log_poles: torch.Tensor | None = None,
+    residues: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Inner Hyena operator after the featurizer: ``y = x2 * (filter(x1 * v) + D * x1 * v)``.
+
+    ``z`` is (B, 3C, L) already split-ordered as [x2, x1, v]; returns (B, C, L) in z's dtype.
+    ``h`` per channel: SE (C, K) conv1d orientation; MR (C, K) time orientation; LI from poles/residues.
+    """
+    c = z.shape[1] // 3
+    x2, x1, v = z[:, :c], z[:, c : 2 * c], z[:, 2 * c :]
+    u = x1 * v
+    if kind == "SE":
+        y = causal_depthwise_conv(u, h).float()
+    elif kind == "MR":
+        y = fft_causal_conv(u, h) + u.float() * D.float()[None, :, None]
+    elif kind == "LI":
+        hl = modal_filter(log_poles, residues, z.shape[-1])
+        y = fft_causal_conv(u, hl) + u.float() * D.float()[None, :, None]
+    else:
+        raise ValueError(f"unknown Hyena kind {kind}")
+    return (y.to(z.dtype) * x2)
