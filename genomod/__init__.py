@@ -20,7 +20,10 @@ _LAZY = {
     "GenomodError": "genomod.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
+    "GenomodError",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from genomod.checkpoint import load_model, save_model

@@ -168,10 +168,19 @@ class HybridModel(nn.Module):
         return torch.stack([fwd, rc]).nanmean(0)
 
     def _per_position(self, tokens: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
-        out = self.forward_chunked(tokens, chunk_size) if chunk_size else self(tokens)
-        logp = torch.log_softmax(out.logits[:, :-1], dim=-1)
-        ll = logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
-        return torch.cat([torch.full_like(ll[:, :1], float("nan")), ll], dim=1)
+        """Forward log-likelihoods; with ``chunk_size`` logits are reduced per chunk (never all stored)."""
+        step = chunk_size or tokens.shape[1]
+        cache, parts, last = None, [torch.full_like(tokens[:, :1], 0, dtype=torch.float32).fill_(float("nan"))], None
+        for start in range(0, tokens.shape[1], step):
+            chunk = tokens[:, start : start + step]
+            out = self(chunk, cache=cache, use_cache=chunk_size is not None and start + step < tokens.shape[1])
+            cache = out.cache
+            logp = torch.log_softmax(out.logits, dim=-1)
+            if last is not None:  # the previous chunk's final position predicts this chunk's first token
+                parts.append(last.gather(-1, chunk[:, :1, None]).squeeze(-1))
+            parts.append(logp[:, :-1].gather(-1, chunk[:, 1:, None]).squeeze(-1))
+            last = logp[:, -1:]
+        return torch.cat(parts, dim=1)
 
 
 def build_model(config: ModelConfig | str, device: str | torch.device = "cpu",

@@ -1,0 +1,21 @@
+"""Paths of the data shipped inside the package (never ../shared at run time)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Root of genomod's shipped data."""
+    return Path(str(resources.files("genomod") / "data"))
+
+
+def brca1_table() -> Path:
+    """Findlay et al. 2018 BRCA1 SGE table (3,893 SNVs, hg19), tidy TSV."""
+    return data_dir() / "brca1" / "findlay2018_brca1_snvs.tsv"
+
+
+def brca1_reference(build: str = "hg19") -> Path:
+    """Full-coordinate chr17 FASTA (bgzip + faidx), N outside the BRCA1 region, for ``build`` hg19 or hg38."""
+    return data_dir() / "reference" / f"{build}_chr17_brca1.fa.gz"

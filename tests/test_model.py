@@ -1,0 +1,243 @@
+"""Model correctness on CPU: causality, FFT == direct conv, grouping, chunked == one-shot, RoPE, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genomod.checkpoint import load_model, save_model
+from genomod.errors import ConfigError, ModelError
+from genomod.model import PRESETS, HybridModel, ModelConfig, build_model, count_parameters_analytic
+from genomod.model.blocks import HyenaBlock
+from genomod.ops import reference as ref
+
+torch.manual_seed(0)
+
+# Parameter counts documented per preset (also in docs/model.md); computed from the shapes.
+DOCUMENTED_PARAMS = {
+    "tiny": 6_499_664,
+    "small": 51_037_280,
+    "evo2-1b": 1_107_989_760,
+    "evo2-7b": 6_481_059_584,
+    "evo2-7b-1m": 6_581_722_880,
+    "evo2-20b-1m": 19_738_780_160,
+    "evo2-40b": 40_331_142_144,
+    "evo2-40b-1m": 41_117_574_144,
+}
+
+
+def small_cfg(**kw) -> ModelConfig:
+    base = dict(hidden_size=32, num_attention_heads=4, inner_mlp_size=64, se_filter_groups=4, mr_filter_groups=8,
+                li_filter_groups=16, mr_filter_length=16, layer_types=["SE", "MR", "LI", "MHA", "SE", "MR", "LI"],
+                max_seqlen=256)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def dna(b: int, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.tensor([65, 67, 71, 84])[torch.randint(0, 4, (b, n), generator=g)]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_counts(name):
+    cfg = ModelConfig.preset(name)
+    model = build_model(cfg, meta=True)
+    assert model.num_parameters() == DOCUMENTED_PARAMS[name] == count_parameters_analytic(cfg)
+
+
+def test_evo2_presets_match_published_configs(shared_dir):
+    yaml = pytest.importorskip("yaml")
+    pairs = {"evo2-1b": "evo2-1b-8k.yml", "evo2-7b": "evo2-7b-8k.yml", "evo2-7b-1m": "evo2-7b-1m.yml",
+             "evo2-40b": "evo2-40b-8k.yml", "evo2-40b-1m": "evo2-40b-1m.yml", "evo2-20b-1m": "evo2-20b-1m.yml"}
+    for preset, fname in pairs.items():
+        pub = ModelConfig.from_evo2(yaml.safe_load((shared_dir / "evo2_configs" / fname).read_text()))
+        ours = ModelConfig.preset(preset)
+        for key in ("hidden_size", "layer_types", "num_attention_heads", "inner_mlp_size", "se_filter_groups",
+                    "mr_filter_groups", "li_filter_groups", "se_filter_length", "mr_filter_length",
+                    "li_state_size", "rotary_base", "rotary_scaling_factor", "qkv_proj_bias", "interleave",
+                    "column_split_hyena", "evo2_style_activations"):
+            assert getattr(pub, key) == getattr(ours, key), (preset, key)
+
+
+@pytest.mark.parametrize("kind", ["SE", "MR", "LI", "MHA"])
+def test_causality_per_operator(kind):
+    cfg = small_cfg(layer_types=[kind])
+    model = HybridModel(cfg).eval()
+    x = dna(1, 64)
+    y = x.clone()
+    y[0, 40] = 84 if x[0, 40] != 84 else 65
+    a, b = model(x).logits, model(y).logits
+    # FFT convolutions spread float32 rounding over all positions: "unchanged" means within 1e-5
+    assert (a[:, :40] - b[:, :40]).abs().max() < 1e-5
+    assert (a[:, 40:] - b[:, 40:]).abs().max() > 1e-3
+
+
+def test_causality_whole_model():
+    model = HybridModel(small_cfg()).eval()
+    x = dna(2, 80)
+    for t in (1, 17, 79):
+        y = x.clone()
+        y[:, t] = 78  # N
+        diff = (model(x).logits - model(y).logits).abs()
+        assert diff[:, :t].max() < 1e-5 and diff[:, t:].max() > 1e-3
+
+
+def test_fft_conv_equals_direct_conv():
+    x = torch.randn(2, 6, 300, dtype=torch.float64)
+    h = torch.randn(6, 130, dtype=torch.float64)
+    direct = torch.zeros_like(x)
+    for t in range(300):
+        for j in range(min(t + 1, 130)):
+            direct[..., t] += h[:, j] * x[..., t - j]
+    assert torch.allclose(ref.fft_causal_conv(x.float(), h.float()).double(), direct, atol=1e-4)
+    assert torch.allclose(ref.direct_causal_conv(x.float(), h.float()).double(), direct, atol=1e-4)
+
+
+def test_modal_filter_lean_equals_dense():
+    lp = -torch.rand(8, 16, 1) * 0.5
+    res = torch.randn(8, 16)
+    assert torch.allclose(ref.modal_filter(lp, res, 500), ref.modal_filter_dense(lp, res, 500), atol=1e-5)
+
+
+def test_grouped_filters_equal_ungrouped():
+    grouped = small_cfg(layer_types=["SE", "MR", "LI"], se_filter_groups=4, mr_filter_groups=4, li_filter_groups=4)
+    model_g = HybridModel(grouped).eval()
+    ungrouped = grouped.replace(se_filter_groups=32, mr_filter_groups=32, li_filter_groups=32)
+    model_u = HybridModel(ungrouped).eval()
+    state = model_g.state_dict()
+    expanded = {}
+    for k, v in state.items():
+        if k.endswith((".filter.h", ".filter.log_poles", ".filter.residues")):
+            v = v.repeat_interleave(32 // 4, dim=0)
+        expanded[k] = v
+    model_u.load_state_dict(expanded)
+    x = dna(1, 70)
+    assert torch.allclose(model_g(x).logits, model_u(x).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100])
+def test_chunked_forward_equals_one_shot(chunk):
+    model = HybridModel(small_cfg()).eval()
+    x = dna(2, 200, seed=3)
+    with torch.no_grad():
+        full = model(x, return_hidden=["blocks.2", "blocks.3.mlp.l3"])
+        chunked = model.forward_chunked(x, chunk_size=chunk, return_hidden=["blocks.2", "blocks.3.mlp.l3"])
+    # float32 tolerance: FFT sizes differ between chunkings
+    assert torch.allclose(full.logits, chunked.logits, atol=2e-4, rtol=1e-4)
+    for name in full.hidden:
+        assert torch.allclose(full.hidden[name], chunked.hidden[name], atol=2e-4, rtol=1e-4)
+
+
+def test_prefix_cache_reuse_matches_full_forward():
+    model = HybridModel(small_cfg()).eval()
+    x = dna(1, 120)
+    alts = x.repeat(3, 1)
+    alts[:, 90:] = dna(3, 30, seed=9)
+    with torch.no_grad():
+        pre = model(x[:, :90], use_cache=True)
+        suffix = model(alts[:, 90:], cache=pre.cache.expand(3))
+        full = model(alts)
+    assert torch.allclose(suffix.logits, full.logits[:, 90:], atol=2e-4)
+
+
+def test_rope_interpolation_reduces_to_plain_rope_at_scale_one():
+    pos = torch.arange(50)
+    c1, s1 = ref.rotary_cos_sin(pos, 16, 10000.0, 1.0)
+    inv = 1.0 / (10000.0 ** (torch.arange(0, 16, 2).float() / 16))
+    assert torch.allclose(c1, torch.cos(pos[:, None].float() * inv))
+    assert torch.allclose(s1, torch.sin(pos[:, None].float() * inv))
+    c8, _ = ref.rotary_cos_sin(pos * 8, 16, 10000.0, 8.0)
+    assert torch.allclose(c8, c1, atol=1e-5)  # interpolation: position 8t at scale 8 == position t
+
+
+def test_checkpoint_round_trip_bit_identical(tmp_path):
+    model = HybridModel(small_cfg()).eval()
+    save_model(model, tmp_path / "ck", training={"steps": 3})
+    loaded = load_model(tmp_path / "ck")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    x = dna(1, 50)
+    assert torch.equal(model(x).logits, loaded(x).logits)
+    assert loaded.checkpoint_info["training"] == {"steps": 3}
+
+
+def test_checkpoint_errors(tmp_path):
+    model = HybridModel(small_cfg()).eval()
+    ck = save_model(model, tmp_path / "ck")
+    weights = (ck / "model.safetensors").read_bytes()
+    # truncated weights
+    (ck / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ModelError, match="corrupt or truncated"):
+        load_model(ck)
+    (ck / "model.safetensors").write_bytes(weights)
+    # shape mismatch between config and weights
+    doc = json.loads((ck / "config.json").read_text())
+    doc["model"]["inner_mlp_size"] = 48
+    (ck / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="shape"):
+        load_model(ck)
+    # newer format version
+    doc["model"]["inner_mlp_size"] = 64
+    doc["format_version"] = 99
+    (ck / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="newer genomod"):
+        load_model(ck)
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "nope")
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="unknown key"):
+        ModelConfig.from_dict({"hidden_sise": 3})
+    with pytest.raises(ConfigError, match="num_attention_heads"):
+        small_cfg(num_attention_heads=5)
+    with pytest.raises(ConfigError, match="layer_types"):
+        small_cfg(layer_types=["SE", "XX"])
+    with pytest.raises(ConfigError, match="newer"):
+        ModelConfig.from_dict({"version": 99})
+    cfg = ModelConfig.from_dict({"pattern": "SE MR LI MHA", "num_layers": 6})
+    assert cfg.layer_types == ["SE", "MR", "LI", "MHA", "SE", "MR"]
+    assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_rc_average_log_likelihoods():
+    model = HybridModel(small_cfg()).eval()
+    x = dna(1, 40)
+    ll = model.log_likelihoods(x)
+    assert torch.isnan(ll[0, 0]) and torch.isfinite(ll[0, 1:]).all()
+    both = model.log_likelihoods(x, rc_average=True)
+    assert torch.isfinite(both).all()
+
+
+def test_tiny_model_overfits_real_dna(shared_dir):
+    import gzip
+
+    with gzip.open(shared_dir / "data" / "pretrain" / "hg38_chr2_1-2333275.fa.gz", "rt") as fh:
+        seq = "".join(line.strip() for line in fh if not line.startswith(">"))
+    window = seq[200_000:200_256].upper()
+    from genomod.tokenizer import encode
+
+    x = torch.from_numpy(encode(window))[None]
+    torch.manual_seed(0)
+    model = HybridModel(small_cfg(hidden_size=64, se_filter_groups=8, mr_filter_groups=8, li_filter_groups=64))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(120):
+        logits = model(x).logits
+        loss = torch.nn.functional.cross_entropy(logits[0, :-1], x[0, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * np.log(4), losses[::20]
+
+
+def test_hyena_block_has_vortex_names():
+    block = HyenaBlock(small_cfg(), 0, "MR")
+    names = set(dict(block.named_parameters()))
+    assert {"projections.weight", "filter.short_filter_weight", "filter.h", "filter.D",
+            "out_filter_dense.weight", "mlp.l3.weight", "pre_norm.scale"} <= names
