@@ -1,0 +1,40 @@
+"""Input/output: reference FASTA access, VCF variants, BED intervals, contig aliases and windows."""
+
+from genomod.io.bed import Interval, IntervalIndex, parse_region, read_bed
+from genomod.io.contigs import ContigMap, aliases, canonical_key, parse_region_name, same_contig
+from genomod.io.fasta import ReferenceGenome, default_cache_dir, detect_compression
+from genomod.io.vcf import (
+    SkippedVariant,
+    Variant,
+    read_variants,
+    reference_build_check,
+    split_variants,
+    variant_kind,
+    variants_from_tuples,
+)
+from genomod.io.windows import Window, centered_bounds, window_starts
+
+__all__ = [
+    "ContigMap",
+    "Interval",
+    "IntervalIndex",
+    "ReferenceGenome",
+    "SkippedVariant",
+    "Variant",
+    "Window",
+    "aliases",
+    "canonical_key",
+    "centered_bounds",
+    "default_cache_dir",
+    "detect_compression",
+    "parse_region",
+    "parse_region_name",
+    "read_bed",
+    "read_variants",
+    "reference_build_check",
+    "same_contig",
+    "split_variants",
+    "variant_kind",
+    "variants_from_tuples",
+    "window_starts",
+]

@@ -1,0 +1,324 @@
+"""Indexed random access to FASTA files (plain, gzip, bgzip) through pysam/htslib.
+
+Plain gzip cannot be indexed by htslib: such files are decompressed and re-compressed with bgzip into the
+cache folder (``$GENOMOD_CACHE``, else ``~/.cache/genomod``) once, and reused while the source is unchanged.
+When the FASTA's folder is read-only the ``.fai``/``.gzi`` index goes into the cache folder instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import logging
+import os
+import re
+import stat
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pysam
+
+from genomod.errors import InputError
+from genomod.io.contigs import ContigMap
+from genomod.io.windows import Window, centered_bounds
+
+logger = logging.getLogger(__name__)
+
+_SNIFF_BYTES = 1 << 16
+_COPY_CHUNK = 1 << 22
+_DUP_RE = re.compile(r'Ignoring duplicate sequence "([^"]*)"')
+
+
+def default_cache_dir() -> Path:
+    """Cache folder: ``$GENOMOD_CACHE``, else ``$XDG_CACHE_HOME/genomod``, else ``~/.cache/genomod``."""
+    env = os.environ.get("GENOMOD_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "genomod"
+
+
+def detect_compression(path: str | os.PathLike) -> str:
+    """'bgzip', 'gzip' (plain, not indexable) or 'plain', from the file's first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return "plain"
+    # BGZF: FEXTRA flag set and a 'BC' extra subfield right after the 12-byte gzip header.
+    if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC":
+        return "bgzip"
+    return "gzip"
+
+
+def _dir_writable(folder: Path) -> bool:
+    """True when ``folder`` may be written: it has write permission bits and we can create files in it."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return False  # marked read-only: respect it even when running as root
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_readable(path: Path, kind: str = "FASTA") -> None:
+    if not path.exists():
+        raise InputError(f"{path}: {kind} file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a {kind} file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: {kind} file is not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: {kind} file is empty")
+
+
+def _source_key(path: Path) -> str:
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha1(ident.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _capture_stderr_fd() -> Iterator[list[str]]:
+    """Capture what C code (htslib) writes to file descriptor 2 during the block."""
+    out: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _sniff_fasta(path: Path, compression: str) -> None:
+    """Raise InputError unless the (decompressed) file starts with a '>' header line."""
+    try:
+        if compression == "plain":
+            with open(path, "rb") as fh:
+                head = fh.read(_SNIFF_BYTES)
+        else:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(_SNIFF_BYTES)
+    except EOFError:
+        raise InputError(f"{path}: truncated gzip file (unexpected end of data)") from None
+    except (OSError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt gzip file ({exc})") from None
+    text = head.lstrip()
+    if not text:
+        raise InputError(f"{path}: FASTA file is empty (no records)")
+    if not text.startswith(b">") or b"\x00" in head:
+        first = text.split(b"\n", 1)[0][:40].decode("ascii", "replace")
+        raise InputError(f"{path}: not a FASTA file (first line {first!r} does not start with '>')")
+
+
+def _gzip_to_bgzip(src: Path, dest: Path) -> None:
+    """Stream-decompress a plain gzip file and write it bgzip-compressed to ``dest`` (atomically)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        out = pysam.BGZFile(tmp, "wb")
+        try:
+            with gzip.open(src, "rb") as fh:
+                while chunk := fh.read(_COPY_CHUNK):
+                    out.write(chunk)
+        finally:
+            out.close()
+        os.replace(tmp, dest)
+    except EOFError:
+        raise InputError(f"{src}: truncated gzip file (unexpected end of data)") from None
+    except (OSError, zlib.error) as exc:
+        raise InputError(f"{src}: corrupt gzip file ({exc})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+class ReferenceGenome:
+    """Random access to a reference FASTA (plain/gzip/bgzip), with alias-aware contig names.
+
+    Coordinates are 0-based half-open; sequence case is kept (soft-masking), callers encode.
+    """
+
+    def __init__(self, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> None:
+        self.path = Path(path)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        _check_readable(self.path)
+        self.compression = detect_compression(self.path)
+        _sniff_fasta(self.path, self.compression)
+        self._fasta_path = self._bgzip_copy() if self.compression == "gzip" else self.path
+        self._fasta_path = self._index_location(self._fasta_path)
+        self._fa: pysam.FastaFile | None = None
+        fa = self._open()
+        self.contigs: tuple[str, ...] = tuple(fa.references)
+        self.lengths: dict[str, int] = dict(zip(fa.references, fa.lengths))
+        if not self.contigs:
+            raise InputError(f"{self.path}: FASTA file has no records")
+        self.contig_map = ContigMap(self.contigs, source=str(self.path))
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def _bgzip_copy(self) -> Path:
+        name = self.path.name[:-3] if self.path.name.endswith(".gz") else self.path.name
+        dest = self.cache_dir / "bgzip" / _source_key(self.path) / f"{name}.gz"
+        if dest.exists():
+            logger.info("%s: using bgzip copy %s", self.path, dest)
+            return dest
+        if not self._cache_writable():
+            raise InputError(
+                f"{self.path}: plain gzip cannot be indexed and cache folder {self.cache_dir} is not writable; "
+                "recompress it with `bgzip` or set GENOMOD_CACHE to a writable folder"
+            )
+        logger.warning(
+            "%s is plain gzip (htslib cannot index it): writing a bgzip copy to %s (once)", self.path, dest
+        )
+        _gzip_to_bgzip(self.path, dest)
+        return dest
+
+    def _cache_writable(self) -> bool:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return _dir_writable(self.cache_dir)
+
+    def _index_location(self, fasta: Path) -> Path:
+        """Path to open: ``fasta`` itself when its index exists or can be written beside it, else a cache link."""
+        fai = Path(str(fasta) + ".fai")
+        gzi = Path(str(fasta) + ".gzi")
+        mtime = fasta.stat().st_mtime
+        have = fai.exists() and fai.stat().st_mtime >= mtime
+        if have and self.compression != "plain":
+            have = gzi.exists() and gzi.stat().st_mtime >= mtime
+        if have:
+            return fasta
+        if _dir_writable(fasta.parent):
+            if fai.exists():
+                logger.info("%s: index is older than the FASTA, rebuilding it", fasta)
+                for p in (fai, gzi):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            return fasta
+        link = self.cache_dir / "index" / _source_key(fasta) / fasta.name
+        if link.is_symlink() or link.exists():
+            return link
+        if not self._cache_writable():
+            raise InputError(
+                f"{self.path}: no index (.fai) and its folder {fasta.parent} is read-only, and cache folder "
+                f"{self.cache_dir} is not writable; run `samtools faidx` where you can write, "
+                "or set GENOMOD_CACHE to a writable folder"
+            )
+        link.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(fasta.resolve())
+        logger.info("%s: folder is read-only, index goes to %s", self.path, link.parent)
+        return link
+
+    def _open(self) -> pysam.FastaFile:
+        if self._fa is not None:
+            return self._fa
+        fasta = self._fasta_path
+        fai = Path(str(fasta) + ".fai")
+        building = not fai.exists()
+        with _capture_stderr_fd() as captured:
+            try:
+                fa = pysam.FastaFile(str(fasta))
+                error = None
+            except (OSError, ValueError) as exc:
+                fa, error = None, exc
+        log = "".join(captured)
+        if error is not None or (building and _DUP_RE.search(log)):
+            if building:
+                for p in (fai, Path(str(fasta) + ".gzi")):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            dup = _DUP_RE.search(log)
+            if dup:
+                if fa is not None:
+                    fa.close()
+                raise InputError(f"{self.path}: duplicate contig name {dup.group(1)!r} in FASTA")
+            detail = " ".join(line.strip() for line in log.splitlines() if line.strip()) or str(error)
+            if "truncat" in detail.lower() or "EOF" in detail:
+                raise InputError(f"{self.path}: truncated or corrupt compressed FASTA ({detail[:200]})")
+            raise InputError(f"{self.path}: cannot index FASTA ({detail[:200]})")
+        if log.strip():
+            logger.debug("htslib: %s", log.strip())
+        self._fa = fa
+        return fa
+
+    # -- API -----------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"ReferenceGenome({str(self.path)!r}, {len(self.contigs)} contigs)"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fa"] = None  # pysam handles cannot be pickled: reopen lazily (e.g. in DataLoader workers)
+        return state
+
+    def __enter__(self) -> ReferenceGenome:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying file handle (reopened on next use)."""
+        if self._fa is not None:
+            self._fa.close()
+            self._fa = None
+
+    def __contains__(self, contig: object) -> bool:
+        return contig in self.contig_map
+
+    def resolve(self, contig: str) -> str:
+        """Name in this FASTA for ``contig`` (any alias); unknown -> InputError with suggestions."""
+        return self.contig_map.resolve(contig)
+
+    def length(self, contig: str) -> int:
+        """Length of ``contig`` (any alias)."""
+        return self.lengths[self.resolve(contig)]
+
+    def fetch(self, contig: str, start: int, end: int) -> str:
+        """Sequence of ``contig`` in [start, end) (0-based half-open), case kept."""
+        name = self.resolve(contig)
+        size = self.lengths[name]
+        if start < 0 or end < start or end > size:
+            raise InputError(
+                f"{self.path}: interval {name}:{start}-{end} (0-based) is outside the contig (length {size})"
+            )
+        if start == end:
+            return ""
+        try:
+            return self._open().fetch(name, start, end)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.path}: cannot read {name}:{start}-{end} ({exc})") from None
+
+    def window(self, contig: str, center: int, length: int) -> Window:
+        """Window of ``length`` bases with base ``length // 2`` at 0-based ``center``, N-padded at edges."""
+        name = self.resolve(contig)
+        size = self.lengths[name]
+        if length <= 0:
+            raise InputError(f"{self.path}: window length must be positive, got {length}")
+        if center < 0 or center >= size:
+            raise InputError(
+                f"{self.path}: position {center + 1} (1-based) is beyond the end of {name} (length {size})"
+            )
+        start, end = centered_bounds(center, length)
+        pad_left = max(0, -start)
+        pad_right = max(0, end - size)
+        seq = self.fetch(name, start + pad_left, end - pad_right)
+        if pad_left or pad_right:
+            seq = "N" * pad_left + seq + "N" * pad_right
+        return Window(seq=seq, start=start, end=end, pad_left=pad_left, pad_right=pad_right, contig=name)
