@@ -1,0 +1,93 @@
+"""Training callbacks: periodic pickle-free checkpoints (keep last N), JSONL step log, RNG state capture."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from genomod.train.checkpointing import prune_checkpoints
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint taken after optimizer step ``step``."""
+    return f"step_{step:08d}"
+
+
+class StepCheckpoint(pl.Callback):
+    """Save a checkpoint every ``interval`` optimizer steps and at the last step; keep the newest ``keep_last``."""
+
+    def __init__(self, ckpt_dir: Path, interval: int, keep_last: int, total_steps: int) -> None:
+        self.ckpt_dir, self.interval, self.keep_last, self.total_steps = ckpt_dir, interval, keep_last, total_steps
+        self._saved_step = -1
+        self.last_path: Path | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Checkpoint at step boundaries (all ranks call save_checkpoint; rank 0 writes)."""
+        step = trainer.global_step
+        if step == self._saved_step or step == 0:
+            return
+        if step % self.interval == 0 or step >= self.total_steps:
+            self.save(trainer, step)
+
+    def save(self, trainer: pl.Trainer, step: int) -> Path:
+        """Write ``step_<step>`` now and prune old ones."""
+        path = self.ckpt_dir / checkpoint_name(step)
+        trainer.save_checkpoint(path)
+        self._saved_step, self.last_path = step, path
+        if trainer.is_global_zero:
+            prune_checkpoints(self.ckpt_dir, self.keep_last)
+        trainer.strategy.barrier("genomod-checkpoint")
+        return path
+
+
+class StepLogWriter(pl.Callback):
+    """Append one JSON line per optimizer step (and per validation) to ``train_log.jsonl`` on rank 0."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._written = 0
+
+    def _write(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
+        if trainer.is_global_zero:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Write the step rows the module recorded since the last call."""
+        rows = getattr(pl_module, "step_log", [])
+        for row in rows[self._written:]:
+            self._write(trainer, row)
+        self._written = len(rows)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the validation result."""
+        if getattr(pl_module, "last_val", None) and not trainer.sanity_checking:
+            self._write(trainer, dict(pl_module.last_val))
+
+
+class RNGState(pl.Callback):
+    """Save and restore torch / CUDA / Python / NumPy RNG states with the checkpoint."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Current RNG states (tensors are stored in safetensors by the CheckpointIO)."""
+        state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                 "numpy": np.random.get_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore RNG states."""
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        np.random.set_state(state_dict["numpy"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

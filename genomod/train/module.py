@@ -1,0 +1,134 @@
+"""LightningModule for next-token pretraining of a HybridModel (AdamW, warmup + cosine, grad-norm logging)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
+
+from genomod.model import HybridModel, ModelConfig
+
+NO_DECAY_MARKERS = ("norm", "filter", "bias", "embedding_layer", "unembed", ".D", "log_poles", "residues")
+
+
+def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats per nucleotide) of logits[:, :-1] against tokens[:, 1:]."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on projection/MLP matrices only; none on norms, filters, biases, embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or any(m in name for m in NO_DECAY_MARKERS) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _checkpointed_forward(block: torch.nn.Module, plain: Any) -> Any:
+    def forward(u: torch.Tensor, state: Any = None, use_cache: bool = False, offset: int = 0) -> Any:
+        if block.training and torch.is_grad_enabled() and not use_cache and not state:
+            out = torch_checkpoint(lambda x: plain(x, None, False, offset)[0], u, use_reentrant=False)
+            return out, None
+        return plain(u, state, use_cache, offset)
+
+    return forward
+
+
+def enable_activation_checkpointing(model: HybridModel) -> None:
+    """Recompute each block's activations in backward (torch.utils.checkpoint); parameter names unchanged."""
+    for block in model.blocks:
+        if not getattr(block, "_genomod_ckpt", False):
+            block.forward = _checkpointed_forward(block, block.forward)
+            block._genomod_ckpt = True
+
+
+class PretrainModule(pl.LightningModule):
+    """Next-token pretraining of ``HybridModel``; logs loss, ppl, lr, grad norm, tokens/s per optimizer step."""
+
+    def __init__(self, model_config: ModelConfig, train_cfg: dict[str, Any], total_steps: int,
+                 init_weights: dict[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.model_config, self.cfg, self.total_steps = model_config, dict(train_cfg), total_steps
+        self.model = HybridModel(model_config)
+        if init_weights is not None:
+            self.model.load_state_dict(init_weights)
+        if self.cfg.get("activation_checkpointing"):
+            enable_activation_checkpointing(self.model)
+        self._acc_loss: list[torch.Tensor] = []
+        self._t0 = time.perf_counter()
+        self._tokens_since = 0
+        self.step_log: list[dict[str, float]] = []
+        self._val_losses: list[torch.Tensor] = []
+        self.last_val: dict[str, float] = {}
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, vocab) for ``tokens``."""
+        return self.model(tokens).logits
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """One micro-batch: next-token cross-entropy."""
+        loss = next_token_loss(self(batch), batch)
+        self._acc_loss.append(loss.detach())
+        self._tokens_since += batch.numel()
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """All micro-batches of the step are done: log loss (mean over ranks), pre-clip grad norm, lr, tokens/s."""
+        step = self.trainer.global_step + 1  # the step this update completes (1-based)
+        norms = [p.grad.detach().float().norm() for p in self.parameters() if p.grad is not None]
+        grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
+        loss = torch.stack(self._acc_loss).mean() if self._acc_loss else torch.zeros((), device=self.device)
+        self._acc_loss = []
+        loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
+        grad_norm = self.trainer.strategy.reduce(grad_norm, reduce_op="mean")
+        now = time.perf_counter()
+        tps = self._tokens_since * self.trainer.world_size / max(now - self._t0, 1e-9)
+        self._t0, self._tokens_since = now, 0
+        row = {"step": step, "loss": float(loss), "ppl": math.exp(min(float(loss), 50.0)),
+               "lr": float(optimizer.param_groups[0]["lr"]), "grad_norm": float(grad_norm), "tokens_per_s": tps}
+        if loss.is_cuda:
+            row["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        self.step_log.append(row)
+        log_now = step % int(self.cfg.get("log_interval", 1)) == 0 or step == self.total_steps
+        if log_now:
+            self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
+        self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """Validation micro-batch loss."""
+        self._val_losses.append(next_token_loss(self(batch), batch).detach())
+
+    def on_validation_epoch_end(self) -> None:
+        """Mean validation loss (all ranks) and per-nucleotide perplexity."""
+        if not self._val_losses:
+            return
+        loss = self.trainer.strategy.reduce(torch.stack(self._val_losses).mean(), reduce_op="mean")
+        self._val_losses = []
+        self.last_val = {"step": self.trainer.global_step, "val_loss": float(loss),
+                         "val_ppl": math.exp(min(float(loss), 50.0))}
+        self.log("val/loss", float(loss), prog_bar=True, rank_zero_only=True)
+        self.log("val/ppl", self.last_val["val_ppl"], rank_zero_only=True)
+
+    def configure_optimizers(self) -> Any:
+        """AdamW with warmup + cosine, stepped every optimizer step."""
+        c = self.cfg
+        opt = torch.optim.AdamW(param_groups(self.model, float(c["weight_decay"])), lr=float(c["lr"]),
+                                betas=tuple(c["betas"]), eps=float(c["eps"]))
+        warmup, total, ratio = int(c["warmup_steps"]), self.total_steps, float(c["min_lr_ratio"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total, ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
