@@ -166,8 +166,9 @@ class ModelConfig:
 
     # ---- presets -------------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A named preset (see ``PRESETS``), optionally with field overrides."""
+    def preset(cls, preset_name: str, /, **overrides: Any) -> ModelConfig:
+        """A named preset (see ``PRESETS``), optionally with field overrides (``name`` included)."""
+        name = preset_name
         if name not in PRESETS:
             import difflib
 
