@@ -1,0 +1,275 @@
+"""VariantScorer: load a model once, then score variants (exact delta LL or fast SNV scores) as a stream.
+
+Thread/process safety: a scorer holds only read-only state after construction (the model in eval mode,
+settings). Each call keeps its buffers local; the pysam FASTA handle is opened once per thread
+(``threading.local``), so one scorer may be shared by several threads without reloading the model.
+Pickling (e.g. to worker processes) drops the per-thread handles; they are reopened on first use.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomod.errors import ConfigError, InputError
+from genomod.io import ReferenceGenome, SkippedVariant, Variant, read_variants, variants_from_tuples
+from genomod.model.hybrid import HybridModel
+from genomod.scoring.exact import Site, build_site, exact_deltas, rc_deltas
+from genomod.scoring.fast import site_logprobs, snv_score
+
+MODES = ("exact", "fast")
+Item = Variant | SkippedVariant
+ROW_FIELDS = ("chrom", "pos", "id", "ref", "alt", "record_index", "allele_index", "kind", "contig")
+
+
+def _model_label(model: Any) -> str:
+    return str(model) if isinstance(model, (str, os.PathLike)) else getattr(model.config, "name", "custom")
+
+
+class VariantScorer:
+    """Zero-shot variant-effect scores from a genomod model and a reference FASTA."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | HybridModel = "default",
+        reference: str | os.PathLike | ReferenceGenome | None = None,
+        device: str = "auto",
+        dtype: str | None = None,
+        window: int = 8192,
+        batch_size: int = 8,
+        rc: bool = False,
+        strict: bool = False,
+    ) -> None:
+        if window < 16:
+            raise ConfigError(f"window must be >= 16 bases, got {window}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.window, self.batch_size, self.rc, self.strict = int(window), int(batch_size), bool(rc), strict
+        self.model_name = _model_label(model)
+        if isinstance(model, HybridModel):
+            self.model = model.eval()
+        else:
+            from genomod.checkpoint import load_model
+
+            self.model = load_model(model, device=device, dtype=dtype)
+        if reference is None or isinstance(reference, ReferenceGenome):
+            self.reference = reference
+        else:
+            self.reference = ReferenceGenome(reference)
+        self._local = threading.local()
+
+    # -- pickling / threads ------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _ref(self) -> ReferenceGenome:
+        """This thread's handle on the reference (pysam handles must not be shared between threads)."""
+        if self.reference is None:
+            raise ConfigError("VariantScorer needs a reference FASTA (reference=...) to build windows")
+        ref = getattr(self._local, "ref", None)
+        if ref is None:
+            ref = (
+                self.reference
+                if threading.current_thread() is threading.main_thread()
+                else copy.copy(self.reference)
+            )
+            if ref is not self.reference:
+                ref._fa = None
+            self._local.ref = ref
+        return ref
+
+    # -- input normalisation -----------------------------------------------------------------------------
+    def variants(self, variants: Any) -> Iterator[Item]:
+        """Turn a VCF path, DataFrame, pysam records, tuples or Variants into checked Variants/skips."""
+        ref = self._ref()
+        if isinstance(variants, (str, os.PathLike)):
+            yield from read_variants(Path(variants), ref, self.strict)
+            return
+        try:
+            import pandas as pd
+
+            if isinstance(variants, pd.DataFrame):
+                cols = {c.lower().lstrip("#"): c for c in variants.columns}
+                missing = [c for c in ("chrom", "pos", "ref", "alt") if c not in cols]
+                if missing:
+                    raise InputError(f"DataFrame lacks column(s) {', '.join(missing)}")
+                ids = variants[cols["id"]].tolist() if "id" in cols else [None] * len(variants)
+                rows = zip(*(variants[cols[c]].tolist() for c in ("chrom", "pos", "ref", "alt")), ids)
+                variants = ((c, p, r, a, i) for c, p, r, a, i in rows)
+        except ImportError:  # pragma: no cover
+            pass
+        for index, item in enumerate(variants):
+            if isinstance(item, (Variant, SkippedVariant)):
+                yield item
+                continue
+            vid = None
+            if hasattr(item, "alts") and hasattr(item, "chrom"):  # pysam VariantRecord
+                alts = ",".join(item.alts) if item.alts else None
+                tup, vid = (item.chrom, item.pos, item.ref, alts), item.id
+            elif isinstance(item, Sequence) and len(item) == 5:
+                tup, vid = tuple(item[:4]), item[4]
+            else:
+                tup = item
+            for v in variants_from_tuples([tup], ref, self.strict, source="<variants>"):
+                yield replace(v, record_index=index, id=None if vid in ("", ".") else vid)
+
+    # -- scoring -----------------------------------------------------------------------------------------
+    def score_columns(self, mode: str) -> tuple[str, ...]:
+        """Score columns produced by ``mode``."""
+        return ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+
+    def iter_scores(
+        self, variants: Any, mode: str = "exact", chunk_size: int | None = None
+    ) -> Iterator[dict]:
+        """Yield one row (dict) per input allele, in input order, ``chunk_size`` variants at a time."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown scoring mode {mode!r}; use one of {', '.join(MODES)}")
+        chunk_size = chunk_size or max(256, 32 * self.batch_size)
+        it = self.variants(variants)
+        while True:
+            chunk = list(islice(it, chunk_size))
+            if not chunk:
+                return
+            scores = self._score_chunk(chunk, mode)
+            for item, extra in zip(chunk, scores):
+                row = {f: getattr(item, f, None) for f in ROW_FIELDS}
+                row.update(extra)
+                yield row
+
+    def score(self, variants: Any, mode: str = "exact") -> Any:
+        """Score everything and return a pandas DataFrame (one row per allele; use iter_scores to stream)."""
+        import pandas as pd
+
+        cols = list(ROW_FIELDS) + list(self.score_columns(mode)) + ["pad", "status", "reason"]
+        return pd.DataFrame(list(self.iter_scores(variants, mode)), columns=cols)
+
+    def _score_chunk(self, chunk: list[Item], mode: str) -> list[dict]:
+        cols = self.score_columns(mode)
+        out: list[dict] = []
+        todo: list[int] = []
+        for i, item in enumerate(chunk):
+            row: dict = {c: math.nan for c in cols}
+            row.update(pad=0, status=item.status, reason=item.reason)
+            if isinstance(item, Variant):
+                reason = self._unscorable(item, mode)
+                if reason:
+                    row.update(status="skipped", reason=reason)
+                else:
+                    todo.append(i)
+            out.append(row)
+        if todo:
+            (self._exact if mode == "exact" else self._fast)([chunk[i] for i in todo], [out[i] for i in todo])
+        return out
+
+    def _unscorable(self, v: Variant, mode: str) -> str | None:
+        if mode == "fast" and v.kind != "snv":
+            return f"fast mode scores SNVs only ({v.kind}); use mode exact"
+        if mode == "exact" and len(v.ref) > self.window - self.window // 2:
+            return f"REF length {len(v.ref)} exceeds half the window ({self.window})"
+        return None
+
+    def _exact(self, variants: list[Variant], rows: list[dict]) -> None:
+        ref = self._ref()
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, v in enumerate(variants):
+            groups.setdefault((v.contig or ref.resolve(v.chrom), v.start), []).append(i)
+        sites: list[Site] = []
+        members: list[list[int]] = []
+        for (contig, start), idx in groups.items():
+            alleles = [(variants[i].ref, variants[i].alt) for i in idx]
+            sites.append(build_site(ref.fetch, contig, start, alleles, self.window, ref.lengths[contig]))
+            members.append(idx)
+        deltas = exact_deltas(self.model, sites, self.batch_size)
+        if self.rc:
+            back = rc_deltas(self.model, sites, self.batch_size)
+            deltas = [0.5 * (f + r) for f, r in zip(deltas, back)]
+        denom = self.window - 1
+        for site, idx, d in zip(sites, members, deltas):
+            for i, val in zip(idx, d):
+                rows[i].update(delta_ll_sum=float(val), delta_ll_mean=float(val) / denom, pad=site.pad)
+
+    def _fast(self, variants: list[Variant], rows: list[dict]) -> None:
+        ref = self._ref()
+        by_contig: dict[str, list[int]] = {}
+        for i, v in enumerate(variants):
+            by_contig.setdefault(v.contig or ref.resolve(v.chrom), []).append(i)
+        half = self.window // 2
+        for contig, idx in by_contig.items():
+            size = ref.lengths[contig]
+            lps = site_logprobs(
+                self.model,
+                ref.fetch,
+                contig,
+                size,
+                [variants[i].start for i in idx],
+                self.window,
+                self.rc,
+                self.batch_size,
+            )
+            for i in idx:
+                v = variants[i]
+                tile = v.start // half
+                pad = max(0, half - tile * half) + max(0, tile * half + half - size)
+                rows[i].update(delta_fast=snv_score(lps[v.start], v.ref, v.alt), pad=pad)
+
+    # -- embeddings --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, variants: Any, layers: Sequence[str], radius: int = 64) -> dict[str, np.ndarray]:
+        """Mean-pooled hidden states around each variant for its ref and alt window.
+
+        Returns ``ref``/``alt`` (n, hidden * len(layers)) with layers concatenated in order, the same per
+        layer under ``ref/<layer>``/``alt/<layer>``, and ``status`` (n,); skipped rows are NaN.
+        Pooling covers window positions [off - radius, off + radius] (off = window // 2, the variant).
+        """
+        layers = list(layers)
+        if not layers:
+            raise ConfigError("embed needs at least one layer name, e.g. ['blocks.3']")
+        ref = self._ref()
+        items = list(self.variants(variants))
+        off = self.window // 2
+        lo, hi = max(0, off - radius), min(self.window, off + radius + 1)
+        ok = [i for i, v in enumerate(items) if isinstance(v, Variant) and not self._unscorable(v, "exact")]
+        tokens = []
+        for i in ok:
+            v = items[i]
+            contig = v.contig or ref.resolve(v.chrom)
+            site = build_site(ref.fetch, contig, v.start, [(v.ref, v.alt)], self.window, ref.lengths[contig])
+            tokens.append((site.ref_tokens, site.alt_tokens[0]))
+        pooled: dict[str, list[np.ndarray]] = {f"{k}/{name}": [] for k in ("ref", "alt") for name in layers}
+        for b0 in range(0, len(tokens), self.batch_size):
+            chunk = tokens[b0 : b0 + self.batch_size]
+            for k, which in (("ref", 0), ("alt", 1)):
+                batch = torch.from_numpy(np.stack([t[which] for t in chunk])).to(self.model.device)
+                hidden = self.model(batch, return_hidden=layers).hidden
+                for name in layers:
+                    pooled[f"{k}/{name}"].append(hidden[name][:, lo:hi].float().mean(1).cpu().numpy())
+        n = len(items)
+        out: dict[str, np.ndarray] = {}
+        for key, parts in pooled.items():
+            width = parts[0].shape[1] if parts else self.model.config.hidden_size
+            arr = np.full((n, width), np.nan, dtype=np.float32)
+            if parts:
+                arr[ok] = np.concatenate(parts)
+            out[key] = arr
+        for k in ("ref", "alt"):
+            out[k] = np.concatenate([out[f"{k}/{name}"] for name in layers], axis=1)
+        status = np.array(["skipped"] * n, dtype=object)
+        status[ok] = "ok"
+        out["status"] = status
+        return out

@@ -1,0 +1,197 @@
+"""Exact delta-LL scoring: prefix reuse equals naive recomputation; inputs, edges, embeddings, threads."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pysam
+import pytest
+import torch
+
+from genomod.model import ModelConfig, build_model
+from genomod.scoring import VariantScorer
+from genomod.scoring.exact import build_site, exact_deltas, naive_deltas, rc_deltas, window_ll
+
+TOL = 1e-4  # abs tolerance on delta_ll_sum (float32 model, sums over <= 128 positions)
+W = 128
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: oversubscribed threads are far slower
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig.preset(
+        "tiny",
+        hidden_size=32,
+        inner_mlp_size=64,
+        li_filter_groups=32,
+        se_filter_groups=4,
+        mr_filter_groups=4,
+        num_attention_heads=2,
+        layer_types=["SE", "MR", "LI", "MHA"],
+        mr_filter_length=16,
+        name="tinytest",
+    )
+    return build_model(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def genome():
+    rng = random.Random(11)
+    return {
+        "chr1": "".join(rng.choice("ACGT") for _ in range(500)),
+        "chr2": "".join(rng.choice("ACGT") for _ in range(90)),
+    }
+
+
+@pytest.fixture
+def fasta(tmp_path, genome):
+    path = tmp_path / "ref.fa"
+    path.write_text("".join(f">{k}\n{v}\n" for k, v in genome.items()))
+    return path
+
+
+def _alt(base: str) -> str:
+    return "A" if base != "A" else "C"
+
+
+def test_exact_equals_naive_snv_indel_edges(model, genome):
+    seq = genome["chr1"]
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    sites = []
+    for p in (0, 3, 250, 497, 499):  # contig edges on both sides
+        alleles = [(seq[p], _alt(seq[p]))]
+        if p + 3 <= len(seq):
+            alleles += [(seq[p : p + 3], seq[p]), (seq[p], seq[p] + "GTA"), (seq[p : p + 2], "TTTT")]
+        sites.append(build_site(fetch, "chr1", p, alleles, W, len(seq)))
+    exact = exact_deltas(model, sites, batch_size=3)
+    naive = naive_deltas(model, sites, batch_size=3)
+    diff = max(float(np.abs(e - n).max()) for e, n in zip(exact, naive))
+    assert diff < TOL
+    assert sites[0].pad == W // 2 and sites[2].pad == 0
+    # the RC path equals naive RC full forwards
+    rc = rc_deltas(model, sites[:2], batch_size=2)
+    s = sites[0]
+    manual = (
+        window_ll(model, np.stack(s.alt_tokens), rc=True) - window_ll(model, s.ref_tokens[None], rc=True)[0]
+    )
+    assert np.allclose(rc[0], manual, atol=TOL)
+
+
+def test_alt_window_layout(genome):
+    seq = genome["chr1"]
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    site = build_site(
+        fetch, "chr1", 200, [(seq[200:203], seq[200]), (seq[200], seq[200] + "GG")], 32, len(seq)
+    )
+    ref, dele, ins = (bytes(t.astype(np.uint8)).decode() for t in (site.ref_tokens, *site.alt_tokens))
+    assert ref == seq[184:216]
+    assert dele == seq[184:201] + seq[203:218]  # left flank kept, right side extended from the reference
+    assert ins == (seq[184:201] + "GG" + seq[201:216])[:32]  # cut on the right
+
+
+def test_scorer_inputs_and_skips(model, fasta, genome, tmp_path):
+    import pandas as pd
+
+    seq = genome["chr1"]
+    sc = VariantScorer(model, fasta, window=W, batch_size=4)
+    tuples = [
+        ("chr1", 10, seq[9], _alt(seq[9])),
+        ("chr1", 20, seq[19], "A,C,G,T"),
+        ("chrX", 5, "A", "C"),
+        ("chr1", 30, _alt(seq[29]), seq[29]),
+        ("chr1", 40, seq[39], "<DEL>"),
+        ("1", 50, seq[49:52], seq[49]),
+    ]
+    df = sc.score(tuples)
+    assert list(df.record_index) == [0, 1, 1, 1, 1, 2, 3, 4, 5]
+    assert df.status.tolist().count("ok") == 5
+    assert df.loc[df.status == "ok", "delta_ll_sum"].notna().all()
+    reasons = " ".join(df.reason.dropna())
+    assert "not in reference" in reasons and "does not match" in reasons and "symbolic" in reasons
+    ok = df[df.status == "ok"]
+    assert np.allclose(ok.delta_ll_mean, ok.delta_ll_sum / (W - 1))
+    # DataFrame and pysam-record inputs give the same scores
+    frame = pd.DataFrame(tuples, columns=["chrom", "pos", "ref", "alt"])
+    assert np.allclose(sc.score(frame).delta_ll_sum, df.delta_ll_sum, equal_nan=True)
+    vcf = tmp_path / "x.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=chr1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + "".join(f"chr1\t{p}\tid{p}\t{r}\t{a}\t.\t.\t.\n" for _, p, r, a in tuples[:2])
+    )
+    with pysam.VariantFile(str(vcf)) as vf:
+        recs = sc.score(list(vf))
+    from_path = sc.score(vcf)
+    assert np.allclose(recs.delta_ll_sum, df.delta_ll_sum[:5], equal_nan=True)
+    assert np.allclose(from_path.delta_ll_sum, recs.delta_ll_sum, equal_nan=True)
+    assert recs.id.tolist()[0] == "id10"
+    # streaming: chunks do not change results
+    rows = list(sc.iter_scores(tuples, chunk_size=2))
+    assert np.allclose([r["delta_ll_sum"] for r in rows], df.delta_ll_sum, equal_nan=True)
+
+
+def test_rc_and_fast_columns(model, fasta, genome):
+    seq = genome["chr1"]
+    sc = VariantScorer(model, fasta, window=64, rc=True)
+    df = sc.score([("chr1", 100, seq[99], _alt(seq[99])), ("chr1", 110, seq[109:111], seq[109])], mode="fast")
+    assert df.status.tolist() == ["ok", "skipped"] and "SNVs only" in df.reason[1]
+    assert np.isfinite(df.delta_fast[0])
+    ex = sc.score([("chr1", 100, seq[99], _alt(seq[99]))])
+    assert np.isfinite(ex.delta_ll_sum[0])
+
+
+def test_embed_shapes(model, fasta, genome):
+    seq = genome["chr1"]
+    sc = VariantScorer(model, fasta, window=64)
+    emb = sc.embed(
+        [("chr1", 100, seq[99], _alt(seq[99])), ("chrX", 1, "A", "C")], layers=["blocks.1", "norm"], radius=8
+    )
+    assert emb["ref"].shape == (2, 64) and emb["alt/norm"].shape == (2, 32)
+    assert np.isfinite(emb["ref"][0]).all() and np.isnan(emb["ref"][1]).all()
+    assert emb["status"].tolist() == ["ok", "skipped"]
+    assert not np.allclose(emb["ref"][0], emb["alt"][0])
+
+
+def test_threads_share_one_scorer(model, fasta, genome):
+    seq = genome["chr1"]
+    sc = VariantScorer(model, fasta, window=64)
+    variants = [("chr1", p, seq[p - 1], _alt(seq[p - 1])) for p in (50, 150, 250, 350)]
+    expected = sc.score(variants).delta_ll_sum.to_numpy()
+    results: list = [None, None]
+
+    def work(i: int) -> None:
+        results[i] = sc.score(variants).delta_ll_sum.to_numpy()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        assert np.allclose(r, expected, atol=1e-5)
+
+
+def test_scorer_loads_checkpoint_and_errors(model, fasta, tmp_path):
+    from genomod.checkpoint import save_model
+    from genomod.errors import ConfigError, ModelError
+
+    save_model(model, tmp_path / "m")
+    sc = VariantScorer(tmp_path / "m", fasta, device="cpu", window=32)
+    assert sc.model_name.endswith("m")
+    with pytest.raises(ModelError):
+        VariantScorer(tmp_path / "missing", fasta)
+    with pytest.raises(ConfigError):
+        sc.score([("chr1", 5, "A", "C")], mode="bogus")
