@@ -1,0 +1,30 @@
+"""Evaluation: metrics with bootstrap CIs, baselines, reports and plots, the BRCA1 benchmark."""
+
+from genomod.eval.baselines import CONSEQUENCE_RANK, baseline_specs, baseline_table, with_baselines
+from genomod.eval.metrics import (
+    TASKS,
+    ScoreSpec,
+    auprc,
+    auroc,
+    binary_labels,
+    bootstrap_ci,
+    evaluate,
+    score_metrics,
+    spearman,
+    task_labels,
+)
+
+__all__ = [
+    "CONSEQUENCE_RANK", "TASKS", "ScoreSpec", "auprc", "auroc", "baseline_specs", "baseline_table",
+    "binary_labels", "bootstrap_ci", "evaluate", "run_report", "score_metrics", "spearman", "task_labels",
+    "with_baselines",
+]
+
+
+def __getattr__(name: str):
+    """Lazy access to run_report (imports matplotlib only when needed)."""
+    if name == "run_report":
+        from genomod.eval.report import run_report
+
+        return run_report
+    raise AttributeError(f"module 'genomod.eval' has no attribute {name!r}")
