@@ -114,7 +114,8 @@ def _read_tsv(path: Path) -> Any:
 @click.option("--model", default="default", show_default=True, help="Shipped model name or checkpoint folder.")
 @click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True,
               help="exact: delta log-likelihood of full windows; fast: one ref pass per site (SNVs).")
-@click.option("--window", type=click.IntRange(16), default=8192, show_default=True, help="Context window (bp).")
+@click.option("--window", type=click.IntRange(16), default=None,
+              help="Context window (bp); default: the model's training context, at most 8192.")
 @click.option("--rc/--no-rc", default=False, show_default=True, help="Average with the reverse-complement strand.")
 @click.option("--task", type=click.Choice(["lof_vs_rest", "lof_vs_func"]), default="lof_vs_rest",
               show_default=True, help="lof_vs_rest: LOF vs FUNC+INT (Evo 2 convention); lof_vs_func drops INT.")

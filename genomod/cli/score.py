@@ -145,7 +145,8 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     "--model", default="default", show_default=True, help="Shipped model name or checkpoint folder."
 )
 @click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True)
-@click.option("--window", default=8192, show_default=True, type=int, help="Scoring window (bases).")
+@click.option("--window", default=None, type=int,
+              help="Scoring window (bases); default: the model's training context, at most 8192.")
 @click.option("--rc", is_flag=True, help="Average forward and reverse-complement strands.")
 @click.option(
     "--tsv", type=click.Path(path_type=Path), default=None, help="Also write a TSV, one row per allele."
@@ -169,7 +170,7 @@ def score(
     output: Path,
     model: str,
     mode: str,
-    window: int,
+    window: int | None,
     rc: bool,
     tsv: Path | None,
     batch_size: int,
@@ -193,7 +194,7 @@ def score(
     gz = vcf_write_mode(output) == "wz"
     if tsv is not None:
         check_writable(tsv)
-    if window < 16 or batch_size < 1:
+    if (window is not None and window < 16) or batch_size < 1:
         raise ConfigError("--window must be >= 16 and --batch-size >= 1")
     shard_kn = parse_shard(shard)
     head = _load_head(head_path) if head_path else None
@@ -232,7 +233,7 @@ def score(
     n_records = 0
     start = time.perf_counter()
     vf = pysam.VariantFile(str(input_path))
-    add_header(vf.header, columns, scorer.model_name, mode, window, rc)
+    add_header(vf.header, columns, scorer.model_name, mode, scorer.window, rc)
     with contextlib.ExitStack() as stack:
         stack.callback(vf.close)
         tmp_vcf = stack.enter_context(atomic_path(output, suffix=".vcf.gz" if gz else ""))
@@ -325,7 +326,8 @@ def _with_head(scorer, head, rows: Iterator[dict], mode: str, chunk: int = 256) 
 @click.option(
     "--model", default="default", show_default=True, help="Shipped model name or checkpoint folder."
 )
-@click.option("--window", default=8192, show_default=True, type=int)
+@click.option("--window", default=None, type=int,
+              help="Window (bases); default: the model's training context, at most 8192.")
 @click.option("--rc", is_flag=True, help="Average forward and reverse-complement strands.")
 @click.option("--batch-size", default=8, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True)
@@ -335,7 +337,7 @@ def mutagenesis(
     output: Path | None,
     png: Path | None,
     model: str,
-    window: int,
+    window: int | None,
     rc: bool,
     batch_size: int,
     device: str,
@@ -357,12 +359,12 @@ def mutagenesis(
     size = ref.lengths[contig]
     if iv.end > size:
         raise InputError(f"region {region}: end {iv.end} is beyond {contig} (length {size})")
-    if window < 16:
+    if window is not None and window < 16:
         raise ConfigError("--window must be >= 16")
     scorer = VariantScorer(model, ref, device=device, window=window, batch_size=batch_size, rc=rc)
     seq = ref.fetch(contig, iv.start, iv.end).upper()
     lps = site_logprobs(
-        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), window, rc, batch_size
+        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size
     )
     matrix = np.full((4, iv.end - iv.start), np.nan)
     lines = ["chrom\tpos\tref\talt\tdelta_fast"]

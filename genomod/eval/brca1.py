@@ -122,7 +122,7 @@ def default_layers(model: Any) -> list[str]:
                   key=lambda s: int(s.split(".")[1]))
 
 
-def score_brca1(df: pd.DataFrame, model: str = "default", mode: str = "exact", window: int = 8192,
+def score_brca1(df: pd.DataFrame, model: str = "default", mode: str = "exact", window: int | None = None,
                 rc: bool = False, device: str = "auto", batch_size: int = 8,
                 reference: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Any]:
     """Score the table with VariantScorer against the shipped reference; returns (scores, scorer)."""
@@ -136,7 +136,7 @@ def score_brca1(df: pd.DataFrame, model: str = "default", mode: str = "exact", w
     return scores, scorer
 
 
-def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "exact", window: int = 8192,
+def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "exact", window: int | None = None,
               rc: bool = False, heads: bool = False, layers: Sequence[str] | None = None,
               scores_tsv: str | os.PathLike | None = None, task: str = "lof_vs_rest", n_boot: int = 1000,
               seed: int = 0, device: str = "auto", batch_size: int = 8, table: str | os.PathLike | None = None,
@@ -190,7 +190,8 @@ def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "e
         df, specs + base, "func_class", TASKS[task][0], out_dir, negative=TASKS[task][1],
         continuous_column="function_score", group_columns=("region", "consequence"), n_boot=n_boot, seed=seed,
         title=f"BRCA1 SGE benchmark (Findlay et al. 2018), task {task}",
-        extra={"task": task, "model": str(model), "mode": mode, "window": window, "rc": rc,
+        extra={"task": task, "model": str(model), "mode": mode, "rc": rc,
+               "window": scorer.window if scorer is not None else window,
                "scores_tsv": None if scores_tsv is None else str(scores_tsv),
                "heads": None if head_result is None else head_result["summary"]},
     )

@@ -36,6 +36,11 @@ def _model_label(model: Any) -> str:
     return str(model) if isinstance(model, (str, os.PathLike)) else getattr(model.config, "name", "custom")
 
 
+def default_window(model: HybridModel) -> int:
+    """The scoring window used when none is given: the model's training context, capped at 8,192 bp."""
+    return max(16, min(8192, int(model.config.max_seqlen)))
+
+
 class VariantScorer:
     """Zero-shot variant-effect scores from a genomod model and a reference FASTA."""
 
@@ -45,16 +50,16 @@ class VariantScorer:
         reference: str | os.PathLike | ReferenceGenome | None = None,
         device: str = "auto",
         dtype: str | None = None,
-        window: int = 8192,
+        window: int | None = None,
         batch_size: int = 8,
         rc: bool = False,
         strict: bool = False,
     ) -> None:
-        if window < 16:
+        if window is not None and window < 16:
             raise ConfigError(f"window must be >= 16 bases, got {window}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        self.window, self.batch_size, self.rc, self.strict = int(window), int(batch_size), bool(rc), strict
+        self.batch_size, self.rc, self.strict = int(batch_size), bool(rc), strict
         self.model_name = _model_label(model)
         if isinstance(model, HybridModel):
             self.model = model.eval()
@@ -62,6 +67,8 @@ class VariantScorer:
             from genomod.checkpoint import load_model
 
             self.model = load_model(model, device=device, dtype=dtype)
+        # default window: the model's training context, at most Evo 2's 8,192 bp
+        self.window = int(window) if window is not None else default_window(self.model)
         if reference is None or isinstance(reference, ReferenceGenome):
             self.reference = reference
         else:
