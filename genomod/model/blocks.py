@@ -122,6 +122,12 @@ class HyenaFilter(nn.Module):
         zf = self._split(zf)
         c = zf.shape[1] // 3
         x2, x1, v = zf[:, :c], zf[:, c : 2 * c], zf[:, 2 * c :]
+        if not use_cache and not state:  # no-cache path: fused kernels when selected (genomod.ops.dispatch)
+            from genomod.ops.dispatch import fused_hyena
+
+            fused = fused_hyena(self, x2, x1, v)
+            if fused is not None:
+                return fused.transpose(1, 2), None
         u = x1 * v
         if self.kind == "SE":
             y = ref.causal_depthwise_conv(u, self.explicit_filter(), state=state.get("inner")).float()
