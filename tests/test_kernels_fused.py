@@ -142,6 +142,20 @@ def test_long_conv_matches_reference(b, c, length, groups, chunk_bytes):
 
 
 # ---- dispatch ----------------------------------------------------------------------------------------
+def test_config_field_selects_kernels_and_env_overrides_it(monkeypatch):
+    from genomod.errors import ConfigError
+    from genomod.model import ModelConfig
+
+    monkeypatch.delenv("GENOMOD_KERNELS", raising=False)
+    assert dispatch.choose("LI", "cpu", torch.float32, config_mode="fused")[0] == "fused"
+    assert dispatch.choose("LI", "cpu", torch.float32, config_mode="reference")[0] == "reference"
+    monkeypatch.setenv("GENOMOD_KERNELS", "reference")
+    assert dispatch.choose("LI", "cpu", torch.float32, config_mode="fused")[0] == "reference"
+    assert ModelConfig(kernels="fused").kernels == "fused"
+    with pytest.raises(ConfigError, match="kernels"):
+        ModelConfig(kernels="fast")
+
+
 def test_dispatch_modes(monkeypatch):
     monkeypatch.setenv("GENOMOD_KERNELS", "reference")
     assert dispatch.kernel_mode() == "reference"

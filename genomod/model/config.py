@@ -65,6 +65,7 @@ class ModelConfig:
     max_seqlen: int = 8192
     dtype: str = "float32"
     init: str = "genomod"  # "genomod" (trainable defaults) or "vortex" (Evo 2 reference random init)
+    kernels: str = "auto"  # Hyena ops: reference | fused | auto (fused on CUDA); GENOMOD_KERNELS overrides
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -110,6 +111,8 @@ class ModelConfig:
         need(self.mlp_activation in ("gelu", "silu"), "mlp_activation", f"gelu or silu, got {self.mlp_activation!r}")
         need(self.dtype in ("float32", "bfloat16", "float16"), "dtype", f"float32/bfloat16/float16, got {self.dtype!r}")
         need(self.init in ("genomod", "vortex"), "init", f"genomod or vortex, got {self.init!r}")
+        need(self.kernels in ("reference", "fused", "auto"), "kernels",
+             f"reference, fused or auto, got {self.kernels!r}")
         need(self.rotary_scaling_factor > 0, "rotary_scaling_factor", "must be positive")
         need(self.mr_filter_decay >= 0, "mr_filter_decay", "must be >= 0")
 

@@ -33,9 +33,9 @@ _override: str | None = None
 _logged: set[tuple[str, str]] = set()
 
 
-def kernel_mode() -> str:
-    """The requested mode: ``set_kernels`` override, else ``GENOMOD_KERNELS``, else ``auto``."""
-    mode = (_override or os.environ.get("GENOMOD_KERNELS", "auto")).strip().lower()
+def kernel_mode(config_mode: str = "auto") -> str:
+    """The requested mode: ``set_kernels`` override, else ``GENOMOD_KERNELS``, else the model config's ``kernels``."""
+    mode = (_override or os.environ.get("GENOMOD_KERNELS") or config_mode).strip().lower()
     if mode not in MODES:
         _log_once("mode", f"GENOMOD_KERNELS={mode!r} is not one of {MODES}; using auto")
         return "auto"
@@ -85,10 +85,10 @@ def _triton_module(name: str) -> tuple[Any | None, str | None]:
         return None, f"triton kernels unavailable ({type(exc).__name__}: {exc})"
 
 
-def choose(kind: str, device: torch.device | str, dtype: torch.dtype, filter_len: int | None = None
-           ) -> tuple[str, str | None]:
+def choose(kind: str, device: torch.device | str, dtype: torch.dtype, filter_len: int | None = None,
+           config_mode: str = "auto") -> tuple[str, str | None]:
     """Backend for Hyena ``kind`` on (device, dtype): ``("fused"|"reference", reason for reference)``."""
-    mode = kernel_mode()
+    mode = kernel_mode(config_mode)
     dev = torch.device(device)
     if mode == "reference":
         return "reference", None
@@ -117,7 +117,7 @@ def choose(kind: str, device: torch.device | str, dtype: torch.dtype, filter_len
 def fused_hyena(module: Any, x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
     """Fused inner Hyena operator of a ``HyenaFilter`` (no cache), or None when reference ops are chosen."""
     kind = module.kind
-    backend, reason = choose(kind, x2.device, x2.dtype, getattr(module, "length", None))
+    backend, reason = choose(kind, x2.device, x2.dtype, getattr(module, "length", None), module.cfg.kernels)
     if backend == "reference":
         if reason:
             _log_once(kind, reason + "; using reference ops")
