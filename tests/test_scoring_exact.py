@@ -165,6 +165,23 @@ def test_embed_shapes(model, fasta, genome):
     assert not np.allclose(emb["ref"][0], emb["alt"][0])
 
 
+def test_embed_equals_full_window_pooling(model, fasta, genome):
+    """Truncated forwards and per-site ref sharing give the same pooled states as full-window forwards."""
+    import torch
+
+    from genomod.scoring.exact import build_site
+
+    seq = genome["chr1"]
+    sc = VariantScorer(model, fasta, window=64)
+    variants = [("chr1", 100, seq[99], b) for b in "ACGT" if b != seq[99]] + [("chr1", 140, seq[139], _alt(seq[139]))]
+    emb = sc.embed(variants, layers=["blocks.1"], radius=8)
+    for i, (_, pos, r, a) in enumerate(variants):
+        site = build_site(sc.reference.fetch, "chr1", pos - 1, [(r, a)], 64, len(seq))
+        for key, toks in (("ref", site.ref_tokens), ("alt", site.alt_tokens[0])):
+            h = model(torch.from_numpy(toks)[None], return_hidden=["blocks.1"]).hidden["blocks.1"]
+            assert np.allclose(emb[key][i], h[0, 24:41].mean(0).numpy(), atol=1e-5)
+
+
 def test_threads_share_one_scorer(model, fasta, genome):
     seq = genome["chr1"]
     sc = VariantScorer(model, fasta, window=64)

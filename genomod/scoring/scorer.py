@@ -252,20 +252,33 @@ class VariantScorer:
         off = self.window // 2
         lo, hi = max(0, off - radius), min(self.window, off + radius + 1)
         ok = [i for i, v in enumerate(items) if isinstance(v, Variant) and not self._unscorable(v, "exact")]
-        tokens = []
+        # One reference window per site (shared by all its alleles); only tokens [0, hi) are run: the model
+        # is causal, so hidden states at the pooled positions do not depend on anything after them.
+        ref_rows: dict[tuple[str, int], int] = {}
+        ref_tokens, alt_tokens, ref_of = [], [], []
         for i in ok:
             v = items[i]
             contig = v.contig or ref.resolve(v.chrom)
             site = build_site(ref.fetch, contig, v.start, [(v.ref, v.alt)], self.window, ref.lengths[contig])
-            tokens.append((site.ref_tokens, site.alt_tokens[0]))
-        pooled: dict[str, list[np.ndarray]] = {f"{k}/{name}": [] for k in ("ref", "alt") for name in layers}
-        for b0 in range(0, len(tokens), self.batch_size):
-            chunk = tokens[b0 : b0 + self.batch_size]
-            for k, which in (("ref", 0), ("alt", 1)):
-                batch = torch.from_numpy(np.stack([t[which] for t in chunk])).to(self.model.device)
+            key = (contig, v.start)
+            if key not in ref_rows:
+                ref_rows[key] = len(ref_tokens)
+                ref_tokens.append(site.ref_tokens[:hi])
+            ref_of.append(ref_rows[key])
+            alt_tokens.append(site.alt_tokens[0][:hi])
+
+        def pool(rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+            parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+            for b0 in range(0, len(rows), self.batch_size):
+                batch = torch.from_numpy(np.stack(rows[b0 : b0 + self.batch_size])).to(self.model.device)
                 hidden = self.model(batch, return_hidden=layers).hidden
                 for name in layers:
-                    pooled[f"{k}/{name}"].append(hidden[name][:, lo:hi].float().mean(1).cpu().numpy())
+                    parts[name].append(hidden[name][:, lo:hi].float().mean(1).cpu().numpy())
+            return {name: np.concatenate(p) if p else np.zeros((0, 0), np.float32) for name, p in parts.items()}
+
+        ref_pooled, alt_pooled = pool(ref_tokens), pool(alt_tokens)
+        pooled = {f"ref/{name}": [ref_pooled[name][ref_of]] if ok else [] for name in layers}
+        pooled.update({f"alt/{name}": [alt_pooled[name]] if ok else [] for name in layers})
         n = len(items)
         out: dict[str, np.ndarray] = {}
         for key, parts in pooled.items():
