@@ -8,6 +8,7 @@ Steps:
           (BRCA1 locus excluded through recipes/default_model/exclude_benchmark_loci.bed; chr2 held out for validation)
   train   scripts/pretrain.py -c recipes/default_model/pretrain.yaml (resumes if interrupted)
   export  copies the final checkpoint into genomod/data/models/default/ with the training metadata
+  card-text  rewrite the card from the last evaluation's files without re-running it
   card    `genomod eval brca1 --model default --mode fast --heads` into docs/results/default_model/, then writes
           genomod/data/models/default/MODEL_CARD.md from the files the run produced (no hand-typed numbers)
 """
@@ -61,7 +62,7 @@ def step_export() -> None:
     summary = json.loads((RUN / "summary.json").read_text())
     manifest = json.loads((SHARDS / "manifest.json").read_text())
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(final / "model.safetensors", MODEL_DIR / "model.safetensors")
+    shutil.copyfile(final / "model.safetensors", MODEL_DIR / "model.safetensors")
     doc = json.loads((final / "config.json").read_text())
     doc["training"] = {
         "recipe": "recipes/default_model/pretrain.yaml",
@@ -86,10 +87,11 @@ def _fmt(m: dict | None) -> str:
     return f"{m['auroc']:.3f}{ci}"
 
 
-def step_card() -> None:
+def step_card(evaluate: bool = True) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, "-m", "genomod", "eval", "brca1", "--model", "default", "--mode", "fast", "--heads",
-         "--out", str(RESULTS)])
+    if evaluate:
+        run([sys.executable, "-m", "genomod", "eval", "brca1", "--model", "default", "--mode", "fast", "--heads",
+             "--out", str(RESULTS)])
     metrics = json.loads((RESULTS / "metrics.json").read_text())
     doc = json.loads((MODEL_DIR / "config.json").read_text())
     from genomod.model import ModelConfig, count_parameters_analytic
@@ -115,7 +117,10 @@ def step_card() -> None:
         "## Training",
         f"- Recipe: `{tr['recipe']}` via `scripts/pretrain.py` on shards from `data_prep.make_shards`.",
         f"- Steps {s['steps']:,}; tokens seen {s['tokens']:,}; wall time {s['wall_time_s'] / 3600:.2f} h on "
-        f"{s['device']} ({s.get('precision')}); median {s.get('median_tokens_per_s', 0):,.0f} tokens/s.",
+        f"{s['device']} ({s.get('precision')}); median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
+        + (f" (wall time of the last segment: the run resumed from `{Path(s['resumed_from']).name}`)."
+           if s.get("resumed_from") else "."),
+        "- Run history (resumes, schedule changes) of the shipped weights: recipes/default_model/README.md.",
         f"- Data: train windows {tr['shards']['counts']['train']:,}, validation windows "
         f"{tr['shards']['counts']['val']:,} of {tr['shards']['window']} bp (see recipes/default_model/README.md "
         "for each file and its provenance). Validation = the held-out contig chr2 (GRCh38 chr2:1-2,333,275).",
@@ -177,7 +182,7 @@ def main() -> None:
     args = ap.parse_args()
     steps = args.steps.split(",")
     for step in steps:
-        if step not in ("shards", "train", "export", "card"):
+        if step not in ("shards", "train", "export", "card", "card-text"):
             sys.exit(f"unknown step {step!r}")
     if "shards" in steps:
         step_shards(Path(args.shared))
@@ -185,8 +190,8 @@ def main() -> None:
         step_train()
     if "export" in steps:
         step_export()
-    if "card" in steps:
-        step_card()
+    if "card" in steps or "card-text" in steps:
+        step_card(evaluate="card" in steps)
 
 
 if __name__ == "__main__":
