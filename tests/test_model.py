@@ -241,3 +241,15 @@ def test_hyena_block_has_vortex_names():
     names = set(dict(block.named_parameters()))
     assert {"projections.weight", "filter.short_filter_weight", "filter.h", "filter.D",
             "out_filter_dense.weight", "mlp.l3.weight", "pre_norm.scale"} <= names
+
+
+def test_query_blocked_attention_over_cache_equals_one_shot(monkeypatch):
+    import genomod.ops.attention as attn
+
+    monkeypatch.setattr(attn, "QUERY_BLOCK", 16)
+    model = HybridModel(small_cfg(layer_types=["MHA", "SE", "MHA"])).eval()
+    x = dna(2, 150, seed=5)
+    with torch.no_grad():
+        full = model(x).logits
+        chunked = model.forward_chunked(x, chunk_size=60).logits
+    assert torch.allclose(full, chunked, atol=2e-4)

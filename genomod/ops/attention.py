@@ -16,6 +16,7 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 _FLASH = None
+QUERY_BLOCK = 1024
 
 
 def flash_attn_available() -> bool:
@@ -59,7 +60,16 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     if lq == lk:
         out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
     else:
+        # queries at the end of a longer key sequence (K/V cache): bottom-right causal mask, processed in
+        # query blocks so that backends which materialise scores (CPU math path) hold at most
+        # heads x QUERY_BLOCK x Lk of them
         from torch.nn.attention.bias import causal_lower_right
 
-        out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=causal_lower_right(lq, lk))
+        parts = []
+        for q0 in range(0, lq, QUERY_BLOCK):
+            q1 = min(lq, q0 + QUERY_BLOCK)
+            kv_end = lk - lq + q1
+            parts.append(F.scaled_dot_product_attention(
+                qt[:, :, q0:q1], kt[:, :, :kv_end], vt[:, :, :kv_end], attn_mask=causal_lower_right(q1 - q0, kv_end)))
+        out = torch.cat(parts, dim=2)
     return out.transpose(1, 2)
