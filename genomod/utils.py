@@ -20,11 +20,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     An interrupted or failed write never leaves a partial file under the final name.
     """
     final = Path(final)
-    parent = final.parent if str(final.parent) else Path(".")
-    if not parent.exists():
-        raise InputError(f"{final}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{final}: output folder {parent} is not writable")
+    parent = _writable_parent(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -41,14 +37,20 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def check_writable(path: str | os.PathLike) -> None:
-    """Fail early (before any work) when an output path cannot be written."""
-    path = Path(path)
+def _writable_parent(path: Path) -> Path:
+    """The folder ``path`` will be written in; InputError when it is missing or not writable."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{path}: output folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{path}: output folder {parent} is not writable")
+    return parent
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail early (before any work) when an output path cannot be written."""
+    path = Path(path)
+    _writable_parent(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file path")
 

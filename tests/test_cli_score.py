@@ -16,7 +16,7 @@ import torch
 
 from genomod.checkpoint import save_model
 from genomod.cli.main import main
-from genomod.model import ModelConfig, build_model
+from tests.model_helpers import tiny_test_model
 
 HEADER = (
     "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=600>\n##contig=<ID=chr2,length=120>\n"
@@ -37,20 +37,7 @@ def _one_thread(monkeypatch):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("score")
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset(
-        "tiny",
-        hidden_size=32,
-        inner_mlp_size=64,
-        li_filter_groups=32,
-        se_filter_groups=4,
-        mr_filter_groups=4,
-        num_attention_heads=2,
-        layer_types=["SE", "MR", "LI", "MHA"],
-        mr_filter_length=16,
-        name="tinytest",
-    )
-    save_model(build_model(cfg), d / "model")
+    save_model(tiny_test_model(0), d / "model")
     rng = random.Random(5)
     genome = {
         "chr1": "".join(rng.choice("ACGT") for _ in range(600)),

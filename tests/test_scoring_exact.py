@@ -10,9 +10,9 @@ import pysam
 import pytest
 import torch
 
-from genomod.model import ModelConfig, build_model
 from genomod.scoring import VariantScorer
 from genomod.scoring.exact import build_site, exact_deltas, naive_deltas, rc_deltas, window_ll
+from tests.model_helpers import tiny_test_model
 
 TOL = 1e-4  # abs tolerance on delta_ll_sum (float32 model, sums over <= 128 positions)
 W = 128
@@ -27,20 +27,7 @@ def _one_thread():
 
 
 def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    cfg = ModelConfig.preset(
-        "tiny",
-        hidden_size=32,
-        inner_mlp_size=64,
-        li_filter_groups=32,
-        se_filter_groups=4,
-        mr_filter_groups=4,
-        num_attention_heads=2,
-        layer_types=["SE", "MR", "LI", "MHA"],
-        mr_filter_length=16,
-        name="tinytest",
-    )
-    return build_model(cfg).eval()
+    return tiny_test_model(seed)
 
 
 @pytest.fixture(scope="module")

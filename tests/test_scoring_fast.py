@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from genomod.model import ModelConfig, build_model
 from genomod.scoring import VariantScorer
 from genomod.scoring.fast import fetch_padded, site_logprobs, snv_score
 from genomod.tokenizer import encode
+from tests.model_helpers import tiny_test_model
 
 UNIT = "ACGTTGCAGA"  # period-10 repeat
 
@@ -27,20 +27,7 @@ def repeat_model():
     """A tiny model overfitted (a few seconds) on the repeat: breaking it must look damaging."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures run before the function-scoped autouse fixture
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset(
-        "tiny",
-        hidden_size=32,
-        inner_mlp_size=64,
-        li_filter_groups=32,
-        se_filter_groups=4,
-        mr_filter_groups=4,
-        num_attention_heads=2,
-        layer_types=["SE", "MR", "MHA"],
-        mr_filter_length=16,
-        name="repeat-toy",
-    )
-    model = build_model(cfg)
+    model = tiny_test_model(0, layer_types=("SE", "MR", "MHA"), name="repeat-toy")
     seq = torch.from_numpy(encode(UNIT * 20))
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     for _step in range(35):
