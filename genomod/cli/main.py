@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 import click
 
@@ -51,10 +53,21 @@ def cli(debug: bool) -> None:
     _DEBUG = debug
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler so that temporary outputs are removed on the way out."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; GenomodError becomes a one-line 'genomod: error: ...' message and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # a scheduler's SIGTERM unwinds like Ctrl-C: atomic outputs delete their temporary files
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=args, prog_name="genomod", standalone_mode=False)
     except click.exceptions.Abort:
@@ -73,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("genomod: interrupted", err=True)
         return 130
+    except Terminated:
+        click.echo("genomod: terminated (SIGTERM); no partial output was kept", err=True)
+        return 143
     return 0
 
 
