@@ -37,6 +37,20 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def check_readable(path: str | os.PathLike, kind: str, allow_empty: bool = False) -> Path:
+    """Fail with a one-line InputError when an input file is missing, a folder, unreadable or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {kind} file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a {kind} file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: {kind} file is not readable (permission denied)")
+    if not allow_empty and path.stat().st_size == 0:
+        raise InputError(f"{path}: {kind} file is empty")
+    return path
+
+
 def _writable_parent(path: Path) -> Path:
     """The folder ``path`` will be written in; InputError when it is missing or not writable."""
     parent = path.parent if str(path.parent) else Path(".")

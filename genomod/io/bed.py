@@ -6,12 +6,12 @@ import gzip
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from genomod.errors import InputError
 from genomod.io.contigs import canonical_key
+from genomod.utils import check_readable
 
 
 @dataclass(frozen=True, order=True)
@@ -26,13 +26,7 @@ class Interval:
 
 def read_bed(path: str | os.PathLike) -> list[Interval]:
     """Read a BED file (plain or gzip); header/track/browser/comment lines are skipped; errors name file+line."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: BED file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a BED file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: BED file is not readable (permission denied)")
+    path = check_readable(path, "BED", allow_empty=True)
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     intervals: list[Interval] = []

@@ -25,6 +25,7 @@ import pysam
 from genomod.errors import InputError
 from genomod.io.contigs import ContigMap
 from genomod.io.windows import Window, centered_bounds
+from genomod.utils import check_readable
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,7 @@ def _dir_writable(folder: Path) -> bool:
 
 
 def _check_readable(path: Path, kind: str = "FASTA") -> None:
-    if not path.exists():
-        raise InputError(f"{path}: {kind} file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a {kind} file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: {kind} file is not readable (permission denied)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: {kind} file is empty")
+    check_readable(path, kind)
 
 
 def _source_key(path: Path) -> str:

@@ -18,6 +18,7 @@ import pysam
 
 from genomod.errors import InputError
 from genomod.io.fasta import ReferenceGenome, _capture_stderr_fd
+from genomod.utils import check_readable
 
 _ACGT = re.compile(r"^[ACGT]+$")
 _SYMBOLIC = re.compile(r"^<.*>$|[\[\]]|^\.[A-Za-z]+$|^[A-Za-z]+\.$")
@@ -173,14 +174,7 @@ class _Checker:
 
 def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
     """Open a VCF/BCF with pysam; returns the handle and the number of header lines (text VCF only)."""
-    if not path.exists():
-        raise InputError(f"{path}: VCF file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a VCF file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: VCF file is not readable (permission denied)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: VCF file is empty")
+    check_readable(path, "VCF")
     with open(path, "rb") as fh:
         magic = fh.read(2)
     n_header: int | None = None
