@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from genomod import __version__
-from genomod.errors import GenomodError, InputError
+from genomod.errors import GenomodError, InputError, Terminated, check_terminated, raise_on_sigterm
 from genomod.io.bed import IntervalIndex, read_bed
 from genomod.io.contigs import aliases, parse_region_name, same_contig
 from genomod.io.fasta import ReferenceGenome
@@ -208,6 +208,7 @@ def make_shards(
                         }
                     )  # fmt: skip
                     for name in ref.contigs:
+                        check_terminated()
                         entry = _shard_contig(
                             ref, si, name, len(manifest["contigs"]), writers, window, stride, max_n,
                             val_contigs, val_index, excl_index, val_frac, val_block, seed, chunk_bases,
@@ -225,6 +226,7 @@ def make_shards(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the final folder the usual permissions
+        check_terminated()
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.replace(out, old / out.name)
@@ -262,6 +264,7 @@ def _shard_contig(
     per_chunk = min(per_chunk, max(1, (1 << 26) // window))  # <= 64 MB of window copies per chunk
     done = 0
     for k in range(0, len(starts), per_chunk):
+        check_terminated()
         st = starts[k : k + per_chunk]
         lo, hi = int(st[0]), int(st[-1]) + window
         tokens = encode(ref.fetch(name, lo, hi)).astype(np.uint8)
@@ -322,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--cache-dir", default=None, help="where plain-gzip FASTAs are re-compressed/indexed")
     args = ap.parse_args(argv)
+    if argv is None:
+        raise_on_sigterm()
     try:
         manifest = make_shards(
             args.fasta, args.out, window=args.window, stride=args.stride,
@@ -333,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenomodError as exc:
         print(f"make_shards: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("make_shards: terminated (SIGTERM); no partial output was kept", file=sys.stderr)
+        return 143
     c = manifest["counts"]
     print(
         f"{args.out}: train {c['train']}, val {c['val']} windows of {args.window}; dropped {c['dropped_n']} "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from genomod.errors import DeviceError, InputError
+from genomod.errors import DeviceError, InputError, check_terminated
 
 
 @contextlib.contextmanager
@@ -30,6 +30,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
+        check_terminated()  # a SIGTERM whose exception was swallowed still stops the commit
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

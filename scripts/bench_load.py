@@ -2,8 +2,11 @@
 
 Peak memory must stay flat as the VCF grows (the scorer streams records). Each size runs in its own
 subprocess; peak RSS is that child's (resource.RUSAGE_CHILDREN, measured after each run in a fresh parent).
+Variants/s include process start and model load. ``--model preset:tiny`` scores with a randomly initialised
+``tiny`` preset (same cost as a trained one), saved to a temporary checkpoint.
 
-    python scripts/bench_load.py --sizes 10000 100000 --mode fast --out benchmarks/results/bench_load_cpu.json
+    python scripts/bench_load.py --sizes 10000 100000 --modes fast exact --model preset:tiny --window 128 \
+        --out benchmarks/results/bench_load_cpu.json
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ def run_one(vcf: Path, out: Path, mode: str, model: str, window: int | None) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
-    ap.add_argument("--mode", default="fast", choices=["fast", "exact"])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--modes", nargs="+", default=["fast"], choices=["fast", "exact"])
+    ap.add_argument("--model", default="default", help="shipped name, checkpoint folder or preset:NAME (random init)")
     ap.add_argument("--window", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/bench_load_cpu.json")
     args = ap.parse_args()
@@ -64,17 +67,32 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.sizes:
-            vcf = Path(tmp) / f"in_{n}.vcf"
-            make_vcf(vcf, n)
-            res = run_one(vcf, Path(tmp) / f"out_{n}.vcf", args.mode, args.model, args.window)
-            row = {"variants": n, "mode": args.mode, "seconds": res["seconds"], "rc": res["rc"],
-                   "variants_per_s": n / res["seconds"], "peak_rss_mib": res["peak_kib"] / 1024}
-            if res["rc"] != 0:
-                row["error"] = res["err"]
-            rows.append(row)
-            print(f"{n:>8} variants ({args.mode}): {row['variants_per_s']:8.0f} variants/s, "
-                  f"peak RSS {row['peak_rss_mib']:.0f} MiB, rc {res['rc']}")
+        model = args.model
+        if model.startswith("preset:"):
+            import torch
+
+            from genomod.checkpoint import save_model
+            from genomod.model import ModelConfig, build_model
+
+            torch.manual_seed(0)
+            model = str(save_model(build_model(ModelConfig.preset(model.split(":", 1)[1])).eval(), Path(tmp) / "m"))
+        for mode in args.modes:
+            for n in args.sizes:
+                vcf = Path(tmp) / f"in_{n}.vcf"
+                if not vcf.exists():
+                    make_vcf(vcf, n)
+                res = run_one(vcf, Path(tmp) / f"out_{n}.vcf", mode, model, args.window)
+                row = {"variants": n, "mode": mode, "seconds": res["seconds"], "rc": res["rc"],
+                       "variants_per_s": n / res["seconds"], "peak_rss_mib": res["peak_kib"] / 1024}
+                if res["rc"] != 0:
+                    row["error"] = res["err"]
+                rows.append(row)
+                print(f"{n:>8} variants ({mode}): {row['variants_per_s']:8.1f} variants/s, "
+                      f"peak RSS {row['peak_rss_mib']:.0f} MiB, rc {res['rc']}", flush=True)
+            runs = [r for r in rows if r["mode"] == mode]
+            if len(runs) > 1:
+                growth = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
+                print(f"{mode}: peak RSS at {runs[-1]['variants']} / at {runs[0]['variants']} variants = {growth:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "bench_load", "settings": vars(args), "environment": collect_info(),

@@ -72,3 +72,61 @@ def test_killed_score_leaves_no_partial_output_and_rerun_matches(job, clean_reco
     subprocess.run(_cmd(job, out), env=env, check=True, capture_output=True)
     assert _records(out) == clean_records
     assert len(clean_records) == len(range(100, 29_900, 7))
+
+
+# ---- data_prep.make_shards -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_fasta(tmp_path_factory):
+    """6 Mb of random sequence: with stride 32 the shards take a few seconds to write."""
+    d = tmp_path_factory.mktemp("shards_kill")
+    rng = random.Random(5)
+    with open(d / "genome.fa", "w") as fh:
+        for name in ("chr1", "chr2", "chr3"):
+            seq = "".join(rng.choices("ACGT", k=2_000_000))
+            fh.write(f">{name}\n" + "\n".join(seq[i : i + 80] for i in range(0, len(seq), 80)) + "\n")
+    return d / "genome.fa"
+
+
+def _shards_cmd(fasta: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "data_prep.make_shards", "--fasta", str(fasta), "--out", str(out), "--window", "256",
+            "--stride", "32", "--val-contigs", "chr3", "--no-progress", "--cache-dir", str(out.parent / "cache")]
+
+
+def _shard_content(out: Path) -> dict:
+    import json
+
+    import h5py
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("created",):
+        manifest.pop(key)
+    content = {"manifest": manifest}
+    for split in ("train", "val"):
+        with h5py.File(out / f"{split}.h5", "r") as fh:
+            content[split] = (fh["tokens"][:].tobytes(), fh["index"][:].tobytes())
+    return content
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_make_shards_leaves_no_output_and_rerun_matches(big_fasta, sig, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[1]
+    clean = tmp_path / "clean"
+    subprocess.run(_shards_cmd(big_fasta, clean), env=env, check=True, capture_output=True, cwd=root)
+    out = tmp_path / "shards"
+    proc = subprocess.Popen(_shards_cmd(big_fasta, out), env=env, cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".shards.tmp-*/train.h5")) and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert proc.poll() is None, "make_shards finished before it could be interrupted; make the input larger"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    stderr = proc.stderr.read().decode()
+    assert not out.exists(), f"a killed make_shards left a folder under the final name (exit {proc.returncode}, {stderr})"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "terminated" in stderr
+        assert not list(tmp_path.glob(".shards.tmp-*")), "SIGTERM must remove the temporary folder"
+    subprocess.run(_shards_cmd(big_fasta, out), env=env, check=True, capture_output=True, cwd=root)
+    assert _shard_content(out) == _shard_content(clean)

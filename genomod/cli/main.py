@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
-import threading
 
 import click
 
 from genomod import __version__
-from genomod.errors import GenomodError
+from genomod.errors import GenomodError, Terminated, raise_on_sigterm
 
 # name -> "module:attribute"; modules are imported only when their command runs (fast --help).
 COMMANDS: dict[str, str] = {
@@ -53,21 +51,12 @@ def cli(debug: bool) -> None:
     _DEBUG = debug
 
 
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler so that temporary outputs are removed on the way out."""
-
-
-def _on_sigterm(signum: int, _frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; GenomodError becomes a one-line 'genomod: error: ...' message and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    if argv is None and threading.current_thread() is threading.main_thread():
-        # a scheduler's SIGTERM unwinds like Ctrl-C: atomic outputs delete their temporary files
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    if argv is None:
+        raise_on_sigterm()
     try:
         cli.main(args=args, prog_name="genomod", standalone_mode=False)
     except click.exceptions.Abort:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from genomod.errors import ConfigError, InputError
+from genomod.errors import ConfigError, InputError, check_terminated
 
 SAMPLE_RECORDS = 200
 MIN_CHECKED = 20  # below this many alleles a high mismatch rate only warns (too few to judge the build)
@@ -181,9 +181,7 @@ def score(
     head_path: str | None,
 ) -> None:
     """Score every ALT allele of a VCF and write it back annotated with GENOMOD_* INFO fields."""
-    import pysam
-
-    from genomod.io import IntervalIndex, ReferenceGenome, read_bed, read_variants
+    from genomod.io import IntervalIndex, ReferenceGenome, VcfReader, read_bed, read_variants
     from genomod.scoring import VariantScorer
     from genomod.scoring.scorer import ROW_FIELDS
     from genomod.scoring.vcf_out import VcfTextWriter, add_header, annotate, index_vcf, vcf_write_mode
@@ -204,8 +202,8 @@ def score(
     lo, hi = 0, math.inf
     total: int | None = None
     if shard_kn is not None:
-        with pysam.VariantFile(str(input_path)) as vf:
-            n_records = sum(1 for _ in vf)
+        with VcfReader(input_path) as reader:
+            n_records = sum(1 for _ in reader)
         lo, hi = shard_range(*shard_kn, n_records)
         total = hi - lo
     scorer = VariantScorer(
@@ -232,7 +230,7 @@ def score(
     counts: Counter = Counter()
     n_records = 0
     start = time.perf_counter()
-    vf = pysam.VariantFile(str(input_path))
+    vf = VcfReader(input_path)
     add_header(vf.header, columns, scorer.model_name, mode, scorer.window, rc)
     with contextlib.ExitStack() as stack:
         stack.callback(vf.close)
@@ -247,6 +245,7 @@ def score(
         advance = stack.enter_context(_progress(total))
         pending: dict | None = None
         for rec_index, rec in enumerate(vf):
+            check_terminated()
             if rec_index >= hi:
                 break
             if not selected(rec_index, rec.chrom, rec.pos, rec.ref):

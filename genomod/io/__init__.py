@@ -6,6 +6,7 @@ from genomod.io.fasta import ReferenceGenome, default_cache_dir, detect_compress
 from genomod.io.vcf import (
     SkippedVariant,
     Variant,
+    VcfReader,
     read_variants,
     reference_build_check,
     split_variants,
@@ -21,6 +22,7 @@ __all__ = [
     "ReferenceGenome",
     "SkippedVariant",
     "Variant",
+    "VcfReader",
     "Window",
     "aliases",
     "canonical_key",

@@ -30,10 +30,11 @@ def read_bed(path: str | os.PathLike) -> list[Interval]:
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     intervals: list[Interval] = []
+    lineno = 0
     try:
-        with gzip.open(path, "rt") if gz else open(path, encoding="utf-8") as fh:  # noqa: SIM115
-            for lineno, line in enumerate(fh, start=1):
-                stripped = line.strip()
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:  # noqa: SIM115
+            for lineno, raw in enumerate(fh, start=1):
+                stripped = raw.decode("utf-8").strip()
                 if not stripped or stripped.startswith(("#", "track", "browser")):
                     continue
                 fields = stripped.split("\t") if "\t" in stripped else stripped.split()
@@ -51,7 +52,7 @@ def read_bed(path: str | os.PathLike) -> list[Interval]:
                     )
                 intervals.append(Interval(fields[0], start, end, fields[3] if len(fields) > 3 else None))
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text BED file") from None
+        raise InputError(f"{path}: line {lineno}: not a text BED file (undecodable bytes)") from None
     except (EOFError, OSError) as exc:
         raise InputError(f"{path}: cannot read BED file ({exc})") from None
     return intervals

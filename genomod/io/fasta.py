@@ -32,6 +32,112 @@ logger = logging.getLogger(__name__)
 _SNIFF_BYTES = 1 << 16
 _COPY_CHUNK = 1 << 22
 _DUP_RE = re.compile(r'Ignoring duplicate sequence "([^"]*)"')
+_NOT_A_BASE = re.compile(r"[^A-Za-z]")  # letters only: IUPAC/other letters become N in the tokenizer
+
+
+def _open_decompressed(path: Path):
+    """Binary handle on the decompressed content (bgzip is gzip; .fai offsets are decompressed offsets)."""
+    return gzip.open(path, "rb") if detect_compression(path) != "plain" else open(path, "rb")  # noqa: SIM115
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """1-based line number of the byte at decompressed ``offset`` (error paths only: reads up to it)."""
+    lines, done = 1, 0
+    with _open_decompressed(path) as fh:
+        while done < offset:
+            chunk = fh.read(min(_COPY_CHUNK, offset - done))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            done += len(chunk)
+    return lines
+
+
+_LETTERS_EOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\r\n"
+
+
+def _validate_sequence_lines(path: Path, shown: Path) -> None:
+    """One pass over a FASTA being indexed: every sequence line holds letters only (htslib counts digits and
+    spaces as bases and misplaces later lines). Chunks without a header are checked with one ``translate``."""
+    lineno, contig, carry = 0, None, b""
+    with _open_decompressed(path) as fh:
+        while True:
+            chunk = fh.read(_COPY_CHUNK)
+            data = carry + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                data, carry = data[:cut], data[cut:]
+                if not data:
+                    continue  # one line longer than a chunk (unwrapped sequence): keep reading
+            else:
+                carry = b""
+                if not data:
+                    return
+            if b">" not in data and not data.translate(None, _LETTERS_EOL):
+                lineno += data.count(b"\n")
+                continue
+            for line in data.split(b"\n")[: data.count(b"\n") + (0 if chunk else 1)]:
+                lineno += 1
+                if line.startswith(b">"):
+                    contig = line[1:].split(maxsplit=1)[0].decode("utf-8", "replace") if line[1:].strip() else ""
+                    continue
+                bad = line.translate(None, _LETTERS_EOL)
+                if bad:
+                    char = chr(bad[0])
+                    where = f" in the sequence of {contig}" if contig else " before any '>' header"
+                    raise InputError(f"{shown}: line {lineno}: invalid character {char!r}{where}; "
+                                     "a FASTA sequence holds only letters")
+            if not chunk:
+                return
+
+
+def _read_fai(fai: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Parse a .fai: name -> (length, offset, line bases, line bytes); InputError naming the line when broken."""
+    entries: dict[str, tuple[int, int, int, int]] = {}
+    fix = "delete it to rebuild the index (or run `samtools faidx`)"
+    try:
+        text = fai.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{fai}: FASTA index is not text; {fix}") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("\t")
+        if len(fields) < 5:
+            raise InputError(f"{fai}: line {lineno}: expected 5 tab-separated columns "
+                             f"(name length offset linebases linewidth); {fix}")
+        try:
+            length, offset, bases, width = (int(x) for x in fields[1:5])
+        except ValueError:
+            raise InputError(f"{fai}: line {lineno}: non-numeric column in {line[:60]!r}; {fix}") from None
+        if min(length, offset, bases, width) < 0 or bases > width or (length and not bases):
+            raise InputError(f"{fai}: line {lineno}: impossible values in {line[:60]!r}; {fix}")
+        entries[fields[0]] = (length, offset, bases, width)
+    return entries
+
+
+def _check_fai(fasta: Path, fai: Path) -> None:
+    """Check an existing index against a plain FASTA: every record's offset follows its '>name' header, lines
+    have the indexed width, and nothing points past the end of the file (a stale or foreign .fai)."""
+    fix = "the index is stale or belongs to another file; delete it to rebuild it"
+    size = fasta.stat().st_size
+    with open(fasta, "rb") as fh:
+        for lineno, (name, (length, offset, bases, width)) in enumerate(_read_fai(fai).items(), start=1):
+            span = (length // bases) * width + length % bases if bases else 0
+            if offset + span > size:
+                raise InputError(f"{fai}: line {lineno}: {name} ends at byte {offset + span}, beyond the end of "
+                                 f"{fasta.name} ({size} bytes); {fix}")
+            lo = max(0, offset - 4096)
+            fh.seek(lo)
+            before = fh.read(offset - lo)
+            header = before.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+            words = header[1:].split()
+            if not before.endswith(b"\n") or not header.startswith(b">") or not words or words[0] != name.encode():
+                raise InputError(f"{fai}: line {lineno}: {name} at byte {offset} does not follow a '>{name}' "
+                                 f"header in {fasta.name}; {fix}")
+            if length > bases:
+                first = fh.read(width)
+                if len(first) != width or first[bases:].strip(b"\r\n") or b"\n" not in first[bases:]:
+                    raise InputError(f"{fai}: line {lineno}: {name} lines are not {bases} bases wide in "
+                                     f"{fasta.name}; {fix}")
 
 
 def default_cache_dir() -> Path:
@@ -161,6 +267,10 @@ class ReferenceGenome:
         self.lengths: dict[str, int] = dict(zip(fa.references, fa.lengths))
         if not self.contigs:
             raise InputError(f"{self.path}: FASTA file has no records")
+        if "" in self.lengths:
+            offset = self._fai()[""][1]
+            raise InputError(f"{self.path}: line {_line_at(self._fasta_path, max(0, offset - 2))}: empty contig "
+                             "name (a '>' line without a name)")
         self.contig_map = ContigMap(self.contigs, source=str(self.path))
 
     # -- setup -------------------------------------------------------------------------------------------
@@ -226,6 +336,11 @@ class ReferenceGenome:
         fasta = self._fasta_path
         fai = Path(str(fasta) + ".fai")
         building = not fai.exists()
+        if not building:
+            if self.compression == "plain":
+                _check_fai(fasta, fai)
+            else:
+                _read_fai(fai)
         with _capture_stderr_fd() as captured:
             try:
                 fa = pysam.FastaFile(str(fasta))
@@ -244,11 +359,20 @@ class ReferenceGenome:
                     fa.close()
                 raise InputError(f"{self.path}: duplicate contig name {dup.group(1)!r} in FASTA")
             detail = " ".join(line.strip() for line in log.splitlines() if line.strip()) or str(error)
-            if "truncat" in detail.lower() or "EOF" in detail:
+            if self.compression != "plain" and ("truncat" in detail.lower() or "EOF" in detail):
                 raise InputError(f"{self.path}: truncated or corrupt compressed FASTA ({detail[:200]})")
             raise InputError(f"{self.path}: cannot index FASTA ({detail[:200]})")
         if log.strip():
             logger.debug("htslib: %s", log.strip())
+        if building:
+            try:
+                _validate_sequence_lines(fasta, self.path)
+            except InputError:
+                fa.close()
+                for p in (fai, Path(str(fasta) + ".gzi")):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+                raise
         self._fa = fa
         return fa
 
@@ -295,9 +419,26 @@ class ReferenceGenome:
         if start == end:
             return ""
         try:
-            return self._open().fetch(name, start, end)
+            seq = self._open().fetch(name, start, end)
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot read {name}:{start}-{end} ({exc})") from None
+        bad = _NOT_A_BASE.search(seq)
+        if bad is not None:
+            self._invalid_base(name, start + bad.start(), bad.group())
+        if len(seq) != end - start:
+            raise InputError(f"{self.path}: {name}:{start}-{end} returned {len(seq)} bases, expected {end - start}: "
+                             "the FASTA or its index is damaged")
+        return seq
+
+    def _fai(self) -> dict[str, tuple[int, int, int, int]]:
+        return _read_fai(Path(str(self._fasta_path) + ".fai"))
+
+    def _invalid_base(self, name: str, pos0: int, char: str) -> None:
+        """Raise the error for a non-letter in a sequence line, naming its line in the file."""
+        length, offset, bases, width = self._fai()[name]
+        byte = offset + (pos0 // bases) * width + pos0 % bases
+        raise InputError(f"{self.path}: line {_line_at(self._fasta_path, byte)}: invalid character {char!r} in the "
+                         f"sequence of {name} (position {pos0 + 1}); a FASTA sequence holds only letters")
 
     def window(self, contig: str, center: int, length: int) -> Window:
         """Window of ``length`` bases with base ``length // 2`` at 0-based ``center``, N-padded at edges."""

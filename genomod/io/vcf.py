@@ -12,6 +12,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pysam
@@ -144,8 +145,12 @@ class _Checker:
                     yield skip(alt, i, f"contig {chrom!r} not in reference{hint}")
                 return
             size = self.reference.lengths[contig]
-            if pos < 1 or pos - 1 + len(ref) > size:
+            if pos < 1:
+                ref_problem = f"POS {pos} is not a valid 1-based position"
+            elif pos > size:
                 ref_problem = f"position {pos} is beyond the end of {contig} (length {size})"
+            elif pos - 1 + len(ref) > size:
+                ref_problem = f"REF of {len(ref)} bases at {contig}:{pos} runs past the end of {contig} (length {size})"
             elif _ACGT.match(ref):
                 expected = self.reference.fetch(contig, pos - 1, pos - 1 + len(ref)).upper()
                 if expected != ref:
@@ -175,14 +180,11 @@ class _Checker:
 def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
     """Open a VCF/BCF with pysam; returns the handle and the number of header lines (text VCF only)."""
     check_readable(path, "VCF")
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
     n_header: int | None = None
     try:
-        opener = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
-        with opener as fh:
+        with _open_text_or_bcf(path) as fh:
             first = fh.read(5)
-            if first == b"BCF\x02\x01" or first[:3] == b"BCF":
+            if first[:3] == b"BCF":
                 n_header = None
             elif not first:
                 raise InputError(f"{path}: VCF file is empty")
@@ -191,10 +193,14 @@ def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
             else:
                 fh.seek(0)
                 n_header = 0
+                chrom_line = False
                 for line in fh:
                     if not line.startswith(b"#"):
                         break
                     n_header += 1
+                    chrom_line = line.startswith(b"#CHROM")
+                if not chrom_line:
+                    raise InputError(f"{path}: line {n_header + 1}: no '#CHROM' header line before the records")
     except EOFError:
         raise InputError(f"{path}: truncated gzip file (unexpected end of data)") from None
     except (OSError, zlib.error) as exc:
@@ -211,34 +217,91 @@ def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
     return vf, n_header
 
 
-def read_variants(
-    vcf_path: str | os.PathLike, reference: ReferenceGenome | None = None, strict: bool = False
-) -> Iterator[Variant | SkippedVariant]:
-    """Yield one Variant per ALT allele (or a SkippedVariant with its reason) from a VCF/VCF.gz/BCF."""
-    path = Path(vcf_path)
-    vf, n_header = _open_vcf(path)
-    checker = _Checker(reference, strict, str(path))
-    rec_index = 0
+def _open_text_or_bcf(path: Path):
+    """Binary handle on the (decompressed) file content."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
+
+
+def _diagnose_line(path: Path, line_no: int) -> str | None:
+    """Why text VCF line ``line_no`` cannot be parsed (column count, POS), or None when it looks fine."""
     try:
-        it = iter(vf)
+        with _open_text_or_bcf(path) as fh:
+            raw = next(islice(fh, line_no - 1, None), None)
+        if raw is None:
+            return None
+    except (OSError, EOFError, zlib.error):
+        return None
+    fields = raw.decode("utf-8", "replace").rstrip("\r\n").split("\t")
+    if len(fields) < 8:
+        hint = "; columns must be separated by tabs, not spaces" if " " in fields[0] else ""
+        return f"{len(fields)} tab-separated columns, a VCF record needs at least 8{hint}"
+    if not fields[1].isdigit():
+        return f"POS {fields[1]!r} is not a positive integer"
+    return None
+
+
+class VcfReader:
+    """Records of a VCF/VCF.gz/BCF through pysam; a record htslib cannot parse becomes an InputError that
+    names the file, the record number and (text VCF) the line, with the reason when it can be told."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._vf, self._n_header = _open_vcf(self.path)
+
+    @property
+    def header(self) -> pysam.VariantHeader:
+        return self._vf.header
+
+    def where(self, rec_index: int) -> str:
+        """'record K (line L)' for 0-based record index ``rec_index``."""
+        line = f" (line {self._n_header + rec_index + 1})" if self._n_header else ""
+        return f"record {rec_index + 1}{line}"
+
+    def __iter__(self) -> Iterator[pysam.VariantRecord]:
+        it = iter(self._vf)
+        rec_index = 0
         while True:
-            where = f"record {rec_index + 1}" + (f" (line {n_header + rec_index + 1})" if n_header else "")
             with _capture_stderr_fd() as log:
                 try:
                     rec = next(it)
                     error = None
                 except StopIteration:
-                    break
+                    return
                 except (OSError, ValueError) as exc:
                     error = exc
             if error is not None:
-                detail = " ".join("".join(log).split())[:160] or str(error)
-                raise InputError(f"{path}: {where}: malformed VCF record ({detail})")
-            where = f"{where} {rec.chrom}:{rec.pos}"
-            yield from checker.check(rec.chrom, rec.pos, rec.ref, rec.alts, rec.id, rec_index, where)
+                why = _diagnose_line(self.path, self._n_header + rec_index + 1) if self._n_header else None
+                detail = why or " ".join("".join(log).split())[:160] or str(error)
+                raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record ({detail})")
+            try:
+                str(rec)  # pysam decodes fields lazily: fail here, naming the record, not later
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record "
+                                 f"(bytes that are not UTF-8 text: {exc.object[exc.start:exc.end]!r})") from None
+            yield rec
             rec_index += 1
-    finally:
-        vf.close()
+
+    def close(self) -> None:
+        self._vf.close()
+
+    def __enter__(self) -> VcfReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_variants(
+    vcf_path: str | os.PathLike, reference: ReferenceGenome | None = None, strict: bool = False
+) -> Iterator[Variant | SkippedVariant]:
+    """Yield one Variant per ALT allele (or a SkippedVariant with its reason) from a VCF/VCF.gz/BCF."""
+    with VcfReader(vcf_path) as reader:
+        checker = _Checker(reference, strict, str(reader.path))
+        for rec_index, rec in enumerate(reader):
+            where = f"{reader.where(rec_index)} {rec.chrom}:{rec.pos}"
+            yield from checker.check(rec.chrom, rec.pos, rec.ref, rec.alts, rec.id, rec_index, where)
 
 
 def variants_from_tuples(

@@ -130,6 +130,9 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
         """Build from a dict; unknown keys are an error naming them; ``pattern`` + ``num_layers`` allowed."""
         data = dict(data)
+        bad_keys = [k for k in data if not isinstance(k, str)]
+        if bad_keys:
+            raise ConfigError(f"{source}: keys must be strings, got {bad_keys[0]!r}")
         if "pattern" in data:
             pattern = data.pop("pattern")
             n = data.pop("num_layers", None)

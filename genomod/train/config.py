@@ -102,10 +102,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = p.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: cannot parse config (not UTF-8 text: byte {exc.start})") from None
     try:
         doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: cannot parse config ({str(exc).splitlines()[0]})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: cannot parse config (line {exc.lineno}: {exc.msg})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: cannot parse config ({where}{problem})") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -318,4 +325,9 @@ def _check_shard_windows(shards: list[str], window: int) -> None:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read ``path`` (YAML/JSON; None = defaults only), apply overrides, validate and return the config."""
     doc = read_config_file(path) if path is not None else {}
-    return TrainConfig(apply_overrides(doc, list(overrides or [])))
+    try:
+        return TrainConfig(apply_overrides(doc, list(overrides or [])))
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
