@@ -200,7 +200,7 @@ def random_fuzz(harness: Harness, target: str, seconds: float, seed: int, max_ru
     return {"engine": "random", "runs": runs, "seconds": round(time.monotonic() - start, 1), "findings": found}
 
 
-def atheris_worker(target: str, seconds: int, findings: Path, corpus: Path) -> None:
+def atheris_worker(target: str, seconds: int, findings: Path, corpus: Path, rss_limit_mb: int) -> None:
     """Child process: coverage-guided fuzzing of one target under libFuzzer (stops at the first finding)."""
     import atheris
     import numpy  # noqa: F401 - imported before instrumentation: only genomod is instrumented
@@ -219,19 +219,19 @@ def atheris_worker(target: str, seconds: int, findings: Path, corpus: Path) -> N
     for i, data in enumerate(seeds(target)):
         (corpus / f"seed-{i:03d}").write_bytes(data)
     findings.mkdir(parents=True, exist_ok=True)
-    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", "-timeout=20", "-rss_limit_mb=4096",
+    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", "-timeout=20", f"-rss_limit_mb={rss_limit_mb}",
                    f"-artifact_prefix={findings}/{target}-", "-print_final_stats=1", str(corpus)],
                   lambda data: harness.run(target, data))
     atheris.Fuzz()
 
 
-def run_atheris(target: str, seconds: int, findings: Path, log_dir: Path) -> dict:
+def run_atheris(target: str, seconds: int, findings: Path, log_dir: Path, rss_limit_mb: int = 4096) -> dict:
     """Run the atheris worker in a child process at low priority; parse libFuzzer's statistics."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"fuzz-{target}.log"
     corpus = log_dir / f"corpus-{target}"
     cmd = ["nice", "-n", "10", sys.executable, __file__, "--worker", target, "--seconds", str(seconds),
-           "--findings", str(findings), "--corpus", str(corpus)]
+           "--findings", str(findings), "--corpus", str(corpus), "--rss-limit-mb", str(rss_limit_mb)]
     start = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=("auto", "atheris", "random"), default="auto")
     ap.add_argument("--parallel", type=int, default=1, help="targets fuzzed at once (atheris engine)")
     ap.add_argument("--seed", type=int, default=0, help="random engine seed")
+    ap.add_argument("--rss-limit-mb", type=int, default=4096,
+                    help="libFuzzer memory limit; atheris itself grows by a few hundred bytes per run at high rates")
     ap.add_argument("--findings", type=Path, default=Path("work_local/fuzz/findings"))
     ap.add_argument("--save-findings", type=Path, default=None,
                     help="copy findings into this folder (e.g. tests/data/fuzz_regressions)")
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        atheris_worker(args.worker, args.seconds, args.findings, args.corpus)
+        atheris_worker(args.worker, args.seconds, args.findings, args.corpus, args.rss_limit_mb)
         return 0
     if args.replay:
         failures = replay(args.replay)
@@ -298,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-            futures = {t: pool.submit(run_atheris, t, args.seconds, args.findings / t, args.findings.parent / "logs")
-                       for t in args.targets}
+            futures = {t: pool.submit(run_atheris, t, args.seconds, args.findings / t, args.findings.parent / "logs",
+                                      args.rss_limit_mb) for t in args.targets}
             results = {t: f.result() for t, f in futures.items()}
     else:
         with tempfile.TemporaryDirectory() as tmp:

@@ -51,23 +51,32 @@ def _records(path: Path) -> list[tuple]:
         return [(r.chrom, r.pos, r.ref, r.alts, tuple(sorted(dict(r.info).items()))) for r in vf]
 
 
+def _interrupt(cmd: list[str], env: dict, folder: Path, temp_glob: str, sig: int, delay: float,
+               cwd: Path | None = None) -> None:
+    """Start ``cmd``, wait until its temporary output exists in ``folder``, send ``sig`` ``delay`` s later.
+
+    SIGTERM must end it with exit 143, a 'terminated' message and its temporary output removed.
+    """
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(folder.glob(temp_glob)) and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)
+    assert proc.poll() is None, "the job finished before it could be interrupted; make the input larger"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    stderr = proc.stderr.read().decode()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "terminated" in stderr, stderr
+        assert not list(folder.glob(temp_glob.split("/")[0])), "SIGTERM must remove the temporary output"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_score_leaves_no_partial_output_and_rerun_matches(job, clean_records, sig, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out.vcf"
-    proc = subprocess.Popen(_cmd(job, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # wait until it is writing (its temporary file exists), then kill it mid-run
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".out.vcf.*")) and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    assert proc.poll() is None, "scoring finished before it could be interrupted; make the input larger"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
+    _interrupt(_cmd(job, out), env, tmp_path, ".out.vcf.*", sig, delay=0.5)
     assert not out.exists()
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 143 and b"terminated" in proc.stderr.read()
-        assert not list(tmp_path.glob(".out.vcf.*")), "SIGTERM must remove the temporary file"
     # rerun to completion: the same records as an uninterrupted run
     subprocess.run(_cmd(job, out), env=env, check=True, capture_output=True)
     assert _records(out) == clean_records
@@ -114,19 +123,7 @@ def test_killed_make_shards_leaves_no_output_and_rerun_matches(big_fasta, sig, t
     clean = tmp_path / "clean"
     subprocess.run(_shards_cmd(big_fasta, clean), env=env, check=True, capture_output=True, cwd=root)
     out = tmp_path / "shards"
-    proc = subprocess.Popen(_shards_cmd(big_fasta, out), env=env, cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".shards.tmp-*/train.h5")) and proc.poll() is None:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    assert proc.poll() is None, "make_shards finished before it could be interrupted; make the input larger"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    stderr = proc.stderr.read().decode()
-    assert not out.exists(), f"a killed make_shards left a folder under the final name (exit {proc.returncode}, {stderr})"
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 143 and "terminated" in stderr
-        assert not list(tmp_path.glob(".shards.tmp-*")), "SIGTERM must remove the temporary folder"
+    _interrupt(_shards_cmd(big_fasta, out), env, tmp_path, ".shards.tmp-*/train.h5", sig, delay=0.1, cwd=root)
+    assert not out.exists(), "a killed make_shards must not leave a folder under the final name"
     subprocess.run(_shards_cmd(big_fasta, out), env=env, check=True, capture_output=True, cwd=root)
     assert _shard_content(out) == _shard_content(clean)
