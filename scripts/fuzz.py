@@ -1,7 +1,7 @@
 """Fuzz genomod's parsers: FASTA reader, VCF records, training/model configs and the tokenizer.
 
 Each target takes bytes and may only fail with a ``GenomodError`` (a clear, one-line error); any other
-exception, a hang or a crash is a finding. With atheris (``pip install atheris``) the targets run
+exception, a hang or a crash is a finding. With atheris (``pip install -e ".[fuzz]"``) the targets run
 coverage-guided under libFuzzer; without it a seeded random mutator runs the same targets.
 
     python scripts/fuzz.py --targets fasta vcf config tokenizer --seconds 600 --json benchmarks/results/fuzz.json
