@@ -28,6 +28,7 @@ DEFAULT_OUT = ROOT / "tests" / "data" / "malformed"
 
 # placeholders filled in by tests/test_robustness_malformed.py
 #   {dir}    the copied corpus folder      {out}   an output file path (must not exist afterwards on error)
+#   (a later --model, --out or -o replaces an earlier one: click keeps the last)
 #   {outdir} an output folder path          {model} a tiny valid checkpoint    {shards} a valid shard folder
 #   {hg38}   genomod's shipped hg38 chr17 reference
 SCORE = ["genomod", "score", "--model", "{model}", "--mode", "fast", "--window", "64", "--device", "cpu",
@@ -35,6 +36,7 @@ SCORE = ["genomod", "score", "--model", "{model}", "--mode", "fast", "--window",
 SHARDS = ["make_shards", "--out", "{outdir}", "--window", "64", "--no-progress"]
 MUTAGENESIS = ["genomod", "mutagenesis", "--model", "{model}", "--window", "64", "--device", "cpu",
                "--region", "chr1:101-110", "-o", "{out}"]
+EVAL = ["genomod", "eval", "brca1", "--mode", "fast", "--device", "cpu", "--out", "{outdir}"]
 TRAIN = ["genomod", "train", "--set", "data.shards={shards}", "--set", "data.window=64", "--set", "train.max_steps=5",
          "--check"]
 
@@ -369,8 +371,10 @@ def checkpoint_cases(c: Corpus) -> None:
         return build_model(cfg).eval()
 
     def runs(folder: str, *contains: str) -> list[dict]:
-        return [error(SCORE + ["-i", "{dir}/good/in.vcf", "-r", "{dir}/good/ref.fa", "--model", "{dir}/" + folder],
-                      *contains)]
+        model = ["--model", "{dir}/" + folder]
+        return [error(SCORE + ["-i", "{dir}/good/in.vcf", "-r", "{dir}/good/ref.fa"] + model, *contains),
+                error(MUTAGENESIS + ["-r", "{dir}/good/ref.fa"] + model, *contains),
+                error(EVAL + model, *contains)]
 
     def weights_of(folder: Path, drop_first: bool = False) -> bytes:
         """Weights re-saved without metadata (safetensors orders metadata keys at random: keep bytes stable)."""
