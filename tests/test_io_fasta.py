@@ -1,6 +1,7 @@
 """ReferenceGenome: plain/gzip/bgzip, indexing (also from read-only folders), windows and bad input."""
 
 import gzip
+import logging
 import os
 from pathlib import Path
 
@@ -182,3 +183,23 @@ def test_shared_plain_gzip_slice(shared_dir, tmp_path):
     ref = ReferenceGenome(path, cache_dir=tmp_path / "cache")
     assert ref.compression == "gzip"
     assert ref.contigs == ("chr17:40577018-41677368",) and ref.lengths[ref.contigs[0]] == 1_100_351
+
+
+def test_empty_record_is_reported_not_silently_dropped(tmp_path, caplog):
+    """htslib leaves a record without sequence out of the index; genomod says so, naming line and name."""
+    path = tmp_path / "empty_record.fa"
+    path.write_text(">chr1\n>chr2\nACGTACGT\nACG\n>chr3\n>chr4\nAC\n")
+    with caplog.at_level(logging.WARNING, logger="genomod.io.fasta"):
+        ref = ReferenceGenome(path)
+    assert ref.contigs == ("chr2", "chr4")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("line 1: record 'chr1' has no sequence" in w for w in warnings), warnings
+    assert any("line 5: record 'chr3' has no sequence" in w for w in warnings), warnings
+
+
+def test_sequence_line_with_digit_names_its_line(tmp_path):
+    path = tmp_path / "digit.fa"
+    path.write_text(">chr1\nACGTACGT\nACG7ACGT\nAC\n")
+    with pytest.raises(InputError, match=r"digit.fa: line 3: invalid character '7' in the sequence of chr1"):
+        ReferenceGenome(path)
+    assert not (tmp_path / "digit.fa.fai").exists(), "a rejected FASTA must not keep a half-trusted index"

@@ -56,10 +56,14 @@ def _line_at(path: Path, offset: int) -> int:
 _LETTERS_EOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\r\n"
 
 
-def _validate_sequence_lines(path: Path, shown: Path) -> None:
+def _validate_sequence_lines(path: Path, shown: Path) -> list[tuple[int, str]]:
     """One pass over a FASTA being indexed: every sequence line holds letters only (htslib counts digits and
-    spaces as bases and misplaces later lines). Chunks without a header are checked with one ``translate``."""
+    spaces as bases and misplaces later lines). Chunks without a header are checked with one ``translate``.
+
+    Returns ``(header line, name)`` of records without any sequence (htslib leaves them out of the index).
+    """
     lineno, contig, carry = 0, None, b""
+    header_line, has_seq, empty = 0, True, []
     with _open_decompressed(path) as fh:
         while True:
             chunk = fh.read(_COPY_CHUNK)
@@ -72,14 +76,18 @@ def _validate_sequence_lines(path: Path, shown: Path) -> None:
             else:
                 carry = b""
                 if not data:
-                    return
+                    break
             if b">" not in data and not data.translate(None, _LETTERS_EOL):
                 lineno += data.count(b"\n")
+                has_seq = has_seq or bool(data.strip())
                 continue
             for line in data.split(b"\n")[: data.count(b"\n") + (0 if chunk else 1)]:
                 lineno += 1
                 if line.startswith(b">"):
+                    if not has_seq:
+                        empty.append((header_line, contig))
                     contig = line[1:].split(maxsplit=1)[0].decode("utf-8", "replace") if line[1:].strip() else ""
+                    header_line, has_seq = lineno, False
                     continue
                 bad = line.translate(None, _LETTERS_EOL)
                 if bad:
@@ -87,8 +95,12 @@ def _validate_sequence_lines(path: Path, shown: Path) -> None:
                     where = f" in the sequence of {contig}" if contig else " before any '>' header"
                     raise InputError(f"{shown}: line {lineno}: invalid character {char!r}{where}; "
                                      "a FASTA sequence holds only letters")
+                has_seq = has_seq or bool(line.strip())
             if not chunk:
-                return
+                break
+    if not has_seq:
+        empty.append((header_line, contig))
+    return empty
 
 
 def _read_fai(fai: Path) -> dict[str, tuple[int, int, int, int]]:
@@ -366,7 +378,9 @@ class ReferenceGenome:
             logger.debug("htslib: %s", log.strip())
         if building:
             try:
-                _validate_sequence_lines(fasta, self.path)
+                for line, name in _validate_sequence_lines(fasta, self.path):
+                    logger.warning("%s: line %d: record %r has no sequence; it is left out (htslib does not index "
+                                   "empty records)", self.path, line, name)
             except InputError:
                 fa.close()
                 for p in (fai, Path(str(fasta) + ".gzi")):
