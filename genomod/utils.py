@@ -1,12 +1,14 @@
-"""Small shared helpers: atomic output files and device selection."""
+"""Small shared helpers: input checks and opening, atomic output files, device selection."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -50,6 +52,13 @@ def check_readable(path: str | os.PathLike, kind: str, allow_empty: bool = False
     if not allow_empty and path.stat().st_size == 0:
         raise InputError(f"{path}: {kind} file is empty")
     return path
+
+
+def open_decompressed(path: str | os.PathLike) -> BinaryIO:
+    """Binary handle on a file's content, gunzipped when it starts with the gzip magic (bgzip is gzip too)."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
 
 
 def _writable_parent(path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ import numpy as np
 
 from genomod.errors import InputError
 from genomod.io.contigs import canonical_key
-from genomod.utils import check_readable
+from genomod.utils import check_readable, open_decompressed
 
 
 @dataclass(frozen=True, order=True)
@@ -27,12 +26,10 @@ class Interval:
 def read_bed(path: str | os.PathLike) -> list[Interval]:
     """Read a BED file (plain or gzip); header/track/browser/comment lines are skipped; errors name file+line."""
     path = check_readable(path, "BED", allow_empty=True)
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
     intervals: list[Interval] = []
     lineno = 0
     try:
-        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:  # noqa: SIM115
+        with open_decompressed(path) as fh:
             for lineno, raw in enumerate(fh, start=1):
                 stripped = raw.decode("utf-8").strip()
                 if not stripped or stripped.startswith(("#", "track", "browser")):

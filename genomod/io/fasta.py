@@ -25,7 +25,7 @@ import pysam
 from genomod.errors import InputError
 from genomod.io.contigs import ContigMap
 from genomod.io.windows import Window, centered_bounds
-from genomod.utils import check_readable
+from genomod.utils import check_readable, open_decompressed
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,10 @@ _DUP_RE = re.compile(r'Ignoring duplicate sequence "([^"]*)"')
 _NOT_A_BASE = re.compile(r"[^A-Za-z]")  # letters only: IUPAC/other letters become N in the tokenizer
 
 
-def _open_decompressed(path: Path):
-    """Binary handle on the decompressed content (bgzip is gzip; .fai offsets are decompressed offsets)."""
-    return gzip.open(path, "rb") if detect_compression(path) != "plain" else open(path, "rb")  # noqa: SIM115
-
-
 def _line_at(path: Path, offset: int) -> int:
     """1-based line number of the byte at decompressed ``offset`` (error paths only: reads up to it)."""
     lines, done = 1, 0
-    with _open_decompressed(path) as fh:
+    with open_decompressed(path) as fh:  # .fai offsets count decompressed bytes
         while done < offset:
             chunk = fh.read(min(_COPY_CHUNK, offset - done))
             if not chunk:
@@ -64,7 +59,7 @@ def _validate_sequence_lines(path: Path, shown: Path) -> list[tuple[int, str]]:
     """
     lineno, contig, carry = 0, None, b""
     header_line, has_seq, empty = 0, True, []
-    with _open_decompressed(path) as fh:
+    with open_decompressed(path) as fh:
         while True:
             chunk = fh.read(_COPY_CHUNK)
             data = carry + chunk
@@ -215,15 +210,11 @@ def _capture_stderr_fd() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace"))
 
 
-def _sniff_fasta(path: Path, compression: str) -> None:
+def _sniff_fasta(path: Path) -> None:
     """Raise InputError unless the (decompressed) file starts with a '>' header line."""
     try:
-        if compression == "plain":
-            with open(path, "rb") as fh:
-                head = fh.read(_SNIFF_BYTES)
-        else:
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(_SNIFF_BYTES)
+        with open_decompressed(path) as fh:
+            head = fh.read(_SNIFF_BYTES)
     except EOFError:
         raise InputError(f"{path}: truncated gzip file (unexpected end of data)") from None
     except (OSError, zlib.error) as exc:
@@ -270,7 +261,7 @@ class ReferenceGenome:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         _check_readable(self.path)
         self.compression = detect_compression(self.path)
-        _sniff_fasta(self.path, self.compression)
+        _sniff_fasta(self.path)
         self._fasta_path = self._bgzip_copy() if self.compression == "gzip" else self.path
         self._fasta_path = self._index_location(self._fasta_path)
         self._fa: pysam.FastaFile | None = None

@@ -6,7 +6,6 @@ with a one-line ``reason``. Positions are 1-based here (as in the VCF); everythi
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import zlib
@@ -19,7 +18,7 @@ import pysam
 
 from genomod.errors import InputError
 from genomod.io.fasta import ReferenceGenome, _capture_stderr_fd
-from genomod.utils import check_readable
+from genomod.utils import check_readable, open_decompressed
 
 _ACGT = re.compile(r"^[ACGT]+$")
 _SYMBOLIC = re.compile(r"^<.*>$|[\[\]]|^\.[A-Za-z]+$|^[A-Za-z]+\.$")
@@ -182,7 +181,7 @@ def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
     check_readable(path, "VCF")
     n_header: int | None = None
     try:
-        with _open_text_or_bcf(path) as fh:
+        with open_decompressed(path) as fh:
             first = fh.read(5)
             if first[:3] == b"BCF":
                 n_header = None
@@ -217,17 +216,10 @@ def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
     return vf, n_header
 
 
-def _open_text_or_bcf(path: Path):
-    """Binary handle on the (decompressed) file content."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
-
-
 def _diagnose_line(path: Path, line_no: int) -> str | None:
     """Why text VCF line ``line_no`` cannot be parsed (column count, POS), or None when it looks fine."""
     try:
-        with _open_text_or_bcf(path) as fh:
+        with open_decompressed(path) as fh:
             raw = next(islice(fh, line_no - 1, None), None)
         if raw is None:
             return None
