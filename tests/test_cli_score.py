@@ -67,24 +67,14 @@ def env(tmp_path_factory):
     return {"dir": d, "genome": genome, "rows": rows}
 
 
+def _model_args(env) -> list[str]:
+    """The tiny test model, a 64-base window, on the CPU (shared by score and mutagenesis)."""
+    return ["--model", str(env["dir"] / "model"), "--window", "64", "--device", "cpu"]
+
+
 def _args(env, out, *extra):
     d = env["dir"]
-    return [
-        "score",
-        "-i",
-        str(d / "in.vcf"),
-        "-r",
-        str(d / "ref.fa"),
-        "-o",
-        str(out),
-        "--model",
-        str(d / "model"),
-        "--window",
-        "64",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return ["score", "-i", str(d / "in.vcf"), "-r", str(d / "ref.fa"), "-o", str(out), *_model_args(env), *extra]
 
 
 def _records(path):
@@ -192,28 +182,8 @@ def test_cli_errors_exit_2(env, tmp_path, capsys):
 def test_mutagenesis_tsv_and_png(env, tmp_path):
     d = env["dir"]
     out, png = tmp_path / "m.tsv", tmp_path / "m.png"
-    assert (
-        main(
-            [
-                "mutagenesis",
-                "-r",
-                str(d / "ref.fa"),
-                "--region",
-                "chr1:101-140",
-                "-o",
-                str(out),
-                "--png",
-                str(png),
-                "--model",
-                str(d / "model"),
-                "--window",
-                "64",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    args = ["mutagenesis", "-r", str(d / "ref.fa"), "--region", "chr1:101-140", "-o", str(out), "--png", str(png)]
+    assert main(args + _model_args(env)) == 0
     lines = out.read_text().splitlines()
     assert lines[0] == "chrom\tpos\tref\talt\tdelta_fast" and len(lines) == 1 + 40 * 3
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
