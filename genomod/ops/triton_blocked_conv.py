@@ -63,16 +63,20 @@ def blocked_conv_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: tor
 
 
 @triton.jit
-def _mr_fwd_kernel(x2_ptr, x1_ptr, v_ptr, t_ptr, d_ptr, y_ptr, L, G, GS, NCT, BPC, NBLK, sb, sc, ysb, ysc,
-                   NB: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0)
+def _mr_tile(pid, NCT, G, GS, BT: tl.constexpr, BC: tl.constexpr):
+    """Program id -> batch, group, time offsets, channel mask and channel ids of its (group, channel tile)."""
     ct = pid % NCT
     g = (pid // NCT) % G
     b = (pid // (NCT * G)).to(tl.int64)
-    offs_t = tl.arange(0, BT)
     offs_c = ct * BC + tl.arange(0, BC)
-    cmask = offs_c < GS
-    ch = (g * GS + offs_c).to(tl.int64)
+    return b, g, tl.arange(0, BT), offs_c < GS, (g * GS + offs_c).to(tl.int64)
+
+
+@triton.jit
+def _mr_fwd_kernel(x2_ptr, x1_ptr, v_ptr, t_ptr, d_ptr, y_ptr, L, G, GS, NCT, BPC, NBLK, sb, sc, ysb, ysc,
+                   NB: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0)
+    b, g, offs_t, cmask, ch = _mr_tile(pid, NCT, G, GS, BT, BC)
     base = b * sb + ch[None, :] * sc
     ybase = b * ysb + ch[None, :] * ysc
     d = tl.load(d_ptr + ch, mask=cmask, other=0.0).to(tl.float32)
@@ -104,13 +108,7 @@ def _mr_bwd_x_kernel(x2_ptr, x1_ptr, v_ptr, t_ptr, d_ptr, gy_ptr, gx2_ptr, gx1_p
                      NB: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0)
     pid_t = tl.program_id(1)
-    ct = pid % NCT
-    g = (pid // NCT) % G
-    b = (pid // (NCT * G)).to(tl.int64)
-    offs_t = tl.arange(0, BT)
-    offs_c = ct * BC + tl.arange(0, BC)
-    cmask = offs_c < GS
-    ch = (g * GS + offs_c).to(tl.int64)
+    b, g, offs_t, cmask, ch = _mr_tile(pid, NCT, G, GS, BT, BC)
     base = b * sb + ch[None, :] * sc
     gbase = b * gsb + ch[None, :] * gsc
     d = tl.load(d_ptr + ch, mask=cmask, other=0.0).to(tl.float32)
@@ -158,13 +156,7 @@ def _mr_bwd_t_kernel(x2_ptr, x1_ptr, v_ptr, gy_ptr, gt_ptr, L, G, GS, NCT, BPC, 
     pid = tl.program_id(0)
     j = tl.program_id(1)
     pid_t = tl.program_id(2)
-    ct = pid % NCT
-    g = (pid // NCT) % G
-    b = (pid // (NCT * G)).to(tl.int64)
-    offs_t = tl.arange(0, BT)
-    offs_c = ct * BC + tl.arange(0, BC)
-    cmask = offs_c < GS
-    ch = (g * GS + offs_c).to(tl.int64)
+    b, g, offs_t, cmask, ch = _mr_tile(pid, NCT, G, GS, BT, BC)
     base = b * sb + ch[None, :] * sc
     gbase = b * gsb + ch[None, :] * gsc
     acc = tl.zeros([BT, BT], dtype=tl.float32)

@@ -21,14 +21,19 @@ MAX_K = 16
 
 
 @triton.jit
-def _se_fwd_kernel(x2_ptr, x1_ptr, v_ptr, h_ptr, y_ptr, C, L, GS, sb, sc, ysb, ysc,
-                   K: tl.constexpr, BLOCK: tl.constexpr):
+def _se_row(C, GS, sb, sc):
+    """Program id -> its (batch, channel) row, batch, channel, filter group and base offset."""
     row = tl.program_id(0).to(tl.int64)
-    pid_t = tl.program_id(1)
     b = row // C
     c = row % C
-    g = c // GS
-    base = b * sb + c * sc
+    return row, b, c, c // GS, b * sb + c * sc
+
+
+@triton.jit
+def _se_fwd_kernel(x2_ptr, x1_ptr, v_ptr, h_ptr, y_ptr, C, L, GS, sb, sc, ysb, ysc,
+                   K: tl.constexpr, BLOCK: tl.constexpr):
+    _, b, c, g, base = _se_row(C, GS, sb, sc)
+    pid_t = tl.program_id(1)
     offs = pid_t * BLOCK + tl.arange(0, BLOCK)
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for k in tl.static_range(K):
@@ -46,12 +51,8 @@ def _se_fwd_kernel(x2_ptr, x1_ptr, v_ptr, h_ptr, y_ptr, C, L, GS, sb, sc, ysb, y
 def _se_bwd_kernel(x2_ptr, x1_ptr, v_ptr, h_ptr, gy_ptr, gx2_ptr, gx1_ptr, gv_ptr, gh_ptr,
                    C, L, GS, NBLK, sb, sc, gsb, gsc,
                    K: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+    row, b, c, g, base = _se_row(C, GS, sb, sc)
     pid_t = tl.program_id(1)
-    b = row // C
-    c = row % C
-    g = c // GS
-    base = b * sb + c * sc
     gbase = b * gsb + c * gsc
     offs = pid_t * BLOCK + tl.arange(0, BLOCK)
     mo = offs < L
