@@ -32,6 +32,7 @@ from genomod.io.contigs import aliases, parse_region_name, same_contig
 from genomod.io.fasta import ReferenceGenome
 from genomod.io.windows import window_starts
 from genomod.tokenizer import N_ID, TOKENIZER_VERSION, encode
+from genomod.utils import file_digest
 
 FORMAT = "genomod-shards-1"
 SPLITS = ("train", "val")
@@ -40,11 +41,7 @@ INDEX_COLUMNS = ("source", "contig", "start")
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def _block_in_val(seed: int, chrom: str, block: int, frac: float) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 import pysam
 
 from genomod.io.contigs import parse_region_name
+from genomod.utils import file_digest
 
 LINE = 60
 CHR17_LENGTH = {"hg19": 81_195_210, "hg38": 83_257_441}
@@ -116,11 +116,7 @@ def write_full_coordinate(out: Path, contig: str, total: int, start: int, seq: s
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def main(argv: list[str] | None = None) -> None:

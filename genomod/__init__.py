@@ -1,6 +1,7 @@
 """genomod: DNA foundation models on long sequences.
 
-Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``.
+Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``,
+``run_probes`` (label-free biology probes) and ``build_calibration_table`` / ``load_calibration`` (calibrated scores).
 Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
 """
 
@@ -18,18 +19,23 @@ _LAZY = {
     "ModelConfig": "genomod.model",
     "HybridModel": "genomod.model",
     "GenomodError": "genomod.errors",
+    "run_probes": "genomod.eval.probes",
+    "build_calibration_table": "genomod.scoring.calibration",
+    "load_calibration": "genomod.scoring.calibration",
 }
 
 __all__ = [
     "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
-    "GenomodError",
+    "GenomodError", "run_probes", "build_calibration_table", "load_calibration",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from genomod.checkpoint import load_model, save_model
     from genomod.errors import GenomodError
+    from genomod.eval.probes import run_probes
     from genomod.model import HybridModel, ModelConfig
     from genomod.scoring import VariantScorer
+    from genomod.scoring.calibration import build_calibration_table, load_calibration
     from genomod.tokenizer import Tokenizer
 
 

@@ -134,14 +134,10 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
             raise ModelError(f"{path / WEIGHTS}: tensor {k} has shape {tuple(tensors[k].shape)}, "
                              f"config expects {tuple(v.shape)}")
     model.load_state_dict(tensors, assign=True)
-    # non-persistent buffers (rotary inv_freq) were created on meta: rebuild them on the real device
-    for module in model.modules():
-        if hasattr(module, "inv_freq"):
-            d, base = module.head_dim, module.base
-            module.inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
     dev = resolve_device(device)
     model = model.to(dev)
     model.to_dtype(dtype if dtype is not None else cfg.dtype)
+    model.resolve_backends()
     model.eval()
     model.checkpoint_info = {"path": str(path), "training": doc.get("training", {}),
                              "genomod_version": doc.get("genomod_version")}

@@ -19,3 +19,8 @@ def brca1_table() -> Path:
 def brca1_reference(build: str = "hg19") -> Path:
     """Full-coordinate chr17 FASTA (bgzip + faidx), N outside the BRCA1 region, for ``build`` hg19 or hg38."""
     return data_dir() / "reference" / f"{build}_chr17_brca1.fa.gz"
+
+
+def probes_dir() -> Path:
+    """Folder of the label-free probe inputs (orfs.fa.gz, splice.fa.gz, heldout.fa.gz, markov_counts.npz)."""
+    return data_dir() / "probes"

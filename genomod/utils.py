@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,15 @@ from typing import BinaryIO
 import torch
 
 from genomod.errors import DeviceError, InputError, check_terminated
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256, md5, ...) of a file, streamed: provenance of inputs and outputs."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ read x2, x1, v, write y; backward also reads dy and writes three gradients) and,
 useful 2*B*C*L*K multiply-adds, each against the device's peak from ``PEAKS``.
 - GPU (bf16 default): widths 1024 and 4096, lengths 8k..1M; fused = the Triton kernels / chunked FFT.
 - CPU (fp32, small default, ~1 min): Triton under the interpreter is not meaningful for timing, so on CPU
-  MR compares the reference FFT against the *plain-torch blocked algorithm* (``blocked_conv_ref``), LI
+  MR compares the reference FFT against the *plain-torch blocked algorithm* (``blocked_conv_torch``), LI
   against the chunked ``long_conv`` (plain torch either way) and SE is skipped; peaks are "n/a".
 Period mode (``--mode period``): one training step (forward, next-token loss, backward, AdamW) of the
 Evo 2 period SE MR LI MHA SE MR LI vs a 7-layer Transformer of the same width (SDPA), tokens/s and MFU
@@ -70,16 +70,13 @@ def timeit(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
 def _op_pair(kind: str, device: torch.device, on_gpu: bool) -> tuple[Callable, Callable, str] | None:
     """(reference fn, fused fn, fused name) taking (x2, x1, v, params) for one Hyena kind."""
     from genomod.ops import reference as ref
-    from genomod.ops.long_conv import long_conv_gate, long_conv_gate_ref
+    from genomod.ops.long_conv import long_conv_gate
 
     def se_ref(x2, x1, v, p):
-        hc = p["h"].repeat_interleave(x2.shape[1] // p["h"].shape[0], 0)
-        return ref.causal_depthwise_conv(x1 * v, hc).float().to(x2.dtype) * x2
+        return ref.hyena_se_ref(x2, x1, v, p["h"])
 
     def mr_ref(x2, x1, v, p):
-        hc = p["h"].repeat_interleave(x2.shape[1] // p["h"].shape[0], 0)
-        u = x1 * v
-        return (ref.fft_causal_conv(u, hc) + u.float() * p["D"].float()[None, :, None]).to(x2.dtype) * x2
+        return ref.hyena_mr_ref(x2, x1, v, p["h"], p["D"])
 
     if kind == "SE":
         if not on_gpu:
@@ -88,12 +85,12 @@ def _op_pair(kind: str, device: torch.device, on_gpu: bool) -> tuple[Callable, C
 
         return se_ref, lambda x2, x1, v, p: short_conv_gate(x2, x1, v, p["h"]), "triton short conv"
     if kind == "MR":
-        from genomod.ops.triton_blocked_conv import blocked_conv_gate, blocked_conv_ref
+        from genomod.ops.triton_blocked_conv import blocked_conv_gate, blocked_conv_torch
 
         if on_gpu:
             return mr_ref, lambda x2, x1, v, p: blocked_conv_gate(x2, x1, v, p["h"], p["D"]), "triton blocked"
-        return mr_ref, lambda x2, x1, v, p: blocked_conv_ref(x2, x1, v, p["h"], p["D"]), "torch blocked (CPU)"
-    return (lambda x2, x1, v, p: long_conv_gate_ref(x2, x1, v, p["lp"], p["res"], p["D"]),
+        return mr_ref, lambda x2, x1, v, p: blocked_conv_torch(x2, x1, v, p["h"], p["D"]), "torch blocked (CPU)"
+    return (lambda x2, x1, v, p: ref.hyena_li_ref(x2, x1, v, p["lp"], p["res"], p["D"]),
             lambda x2, x1, v, p: long_conv_gate(x2, x1, v, p["lp"], p["res"], p["D"]),
             "chunked FFT long conv")
 

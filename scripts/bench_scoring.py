@@ -1,29 +1,49 @@
-"""Variant-scoring throughput: exact (prefix reuse) vs naive (two full forwards per variant) vs fast.
+"""Variant-scoring throughput against the FLOP bound, side by side with an earlier implementation.
 
-    python scripts/bench_scoring.py --n 64 --window 1024 [--preset tiny] [--device auto] [--out bench.json]
+    python scripts/bench_scoring.py [--model default | --preset tiny] [--window 1024] [--threads 2]
+        [--positions 30000] [--exact-variants 120] [--legacy-rev HEAD] [--out benchmarks/results/...json]
 
-Runs on the shipped BRCA1 SNVs (Findlay 2018, hg19) with a randomly initialised model of ``--preset``
-(scores are meaningless; throughput is what is measured), all modes side by side at the same batch size.
+In one process and one run it measures, per mode:
+
+- exact: delta LL with prefix reuse on the first ``--exact-variants`` SNVs of the shipped BRCA1 table
+  (Findlay 2018, hg19; consecutive positions, ~3 alleles per site as in SGE data);
+- fast: a dense saturation scan, all 3 SNVs at each of ``--positions`` consecutive positions of BRCA1;
+
+both through ``VariantScorer.score`` (input parsing included), with the current code and with the code of
+``genomod/scoring`` at ``--legacy-rev`` (read with ``git show``; the same model), interleaved repeat by
+repeat so that a busy machine slows both alike. It prints variants/s, the FLOPs per variant from the
+model's own count (``genomod.scoring.flops``, meta device), the matrix-product throughput of this device
+measured in the same run, dtype and threads (small GEMM benchmark), and achieved / bound, where
+bound = GEMM FLOP/s / minimal FLOPs per variant. JSON (device, versions, settings, load) goes to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genomod import __version__
-from genomod.io import ReferenceGenome, split_variants, variants_from_tuples
-from genomod.model import ModelConfig, build_model
+from genomod.io import ReferenceGenome
 from genomod.scoring import VariantScorer
-from genomod.scoring.exact import build_site, exact_deltas, naive_deltas
+from genomod.scoring.exact import build_site, naive_deltas
+from genomod.scoring.flops import exact_flops, fast_flops, matmul_params
 
-DATA = Path(__file__).resolve().parents[1] / "genomod" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "genomod" / "data"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SCAN_START = 41_200_000  # 0-based start of the dense scan (BRCA1 exons, hg19 chr17)
 
 
 def _sync(device: torch.device) -> None:
@@ -31,91 +51,218 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def cpu_name() -> str:
+    """CPU model name from /proc/cpuinfo, else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def gemm_throughput(device: torch.device, dtype: torch.dtype, shapes: dict[str, tuple[int, int, int]],
+                    seconds: float = 1.0) -> dict[str, float]:
+    """Best GFLOP/s of ``a @ b`` per named (M, K, N) shape, each timed for about ``seconds``."""
+    out = {}
+    for name, (m, k, n) in shapes.items():
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(k, n, device=device).to(dtype)
+        a @ b
+        _sync(device)
+        best, t_end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            a @ b
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = 2.0 * m * k * n / best / 1e9
+    return out
+
+
+def load_legacy(rev: str) -> types.ModuleType:
+    """``genomod/scoring/{fast,exact,scorer}.py`` at git ``rev`` as the package ``_genomod_legacy_scoring``."""
+    pkg_name = "_genomod_legacy_scoring"
+    pkg = types.ModuleType(pkg_name)
+    pkg.__path__ = []
+    sys.modules[pkg_name] = pkg
+    for name in ("fast", "exact", "scorer"):
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:genomod/scoring/{name}.py"],
+                             check=True, capture_output=True, text=True).stdout
+        src = src.replace("genomod.scoring.", f"{pkg_name}.")
+        spec = importlib.util.spec_from_loader(f"{pkg_name}.{name}", loader=None)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[mod.__name__] = mod
+        exec(compile(src, f"{rev}:genomod/scoring/{name}.py", "exec"), mod.__dict__)  # noqa: S102
+        setattr(pkg, name, mod)
+    return pkg
+
+
+def git_rev(rev: str) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main() -> None:
-    """Parse arguments, time exact / naive / fast scoring, print the ratio and write JSON."""
+    """Parse arguments, time exact and fast scoring (new and legacy, interleaved), print and write JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=48, help="number of variants (subsample of the BRCA1 table)")
+    ap.add_argument("--model", default="default", help="checkpoint name or folder (default: the shipped model)")
+    ap.add_argument("--preset", default=None, help="score with a random model of this preset instead")
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument(
-        "--dtype", default=None, help="float32/bfloat16 (default: float32 on CPU, bfloat16 on CUDA)"
-    )
+    ap.add_argument("--fast-batch-size", type=int, default=None, help="forward rows in fast mode (default: auto)")
+    ap.add_argument("--exact-variants", type=int, default=120, help="BRCA1 SNVs scored in exact mode")
+    ap.add_argument("--positions", type=int, default=30000, help="positions of the dense fast-mode scan (x3 SNVs)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per mode and implementation")
+    ap.add_argument("--naive-check", type=int, default=3, help="exact SNVs also checked against naive_deltas")
+    ap.add_argument("--dtype", default=None, help="float32/bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--out", default="bench_scoring.json")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--legacy-rev", default="HEAD", help="git revision of the old implementation ('none': skip)")
+    ap.add_argument("--modes", default="exact,fast")
+    ap.add_argument("--note", default=None, help="free text stored in the JSON (e.g. machine busy)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scoring_cpu.json"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     import pandas as pd
 
     device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
+        "cuda" if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
     dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t")
-    table = table.head(args.n)  # first rows: consecutive positions, ~3 alleles per site as in SGE data
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    load_start = os.getloadavg()
     ref = ReferenceGenome(DATA / "reference" / "hg19_chr17_brca1.fa.gz")
-    torch.manual_seed(0)
-    model = build_model(ModelConfig.preset(args.preset), device=device, dtype=dtype).eval()
-    scorer = VariantScorer(model, ref, window=args.window, batch_size=args.batch_size)
-    variants, _ = split_variants(variants_from_tuples(zip(table.chrom, table.pos, table.ref, table.alt), ref))
-    groups: dict = {}
-    for v in variants:
-        groups.setdefault((v.contig, v.start), []).append((v.ref, v.alt))
-    sites = [build_site(ref.fetch, c, s, al, args.window, ref.lengths[c]) for (c, s), al in groups.items()]
-    n = len(variants)
+    if args.preset:
+        from genomod.model import ModelConfig, build_model
 
-    def timed(fn):  # noqa: ANN001, ANN202
-        fn(sites[:1])  # warm-up (kernels, caches)
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn(sites)
-        _sync(device)
-        return time.perf_counter() - t0, out
+        torch.manual_seed(0)
+        model = build_model(ModelConfig.preset(args.preset), device=device, dtype=dtype).eval()
+        model_label = f"preset {args.preset} (random weights)"
+    else:
+        from genomod.checkpoint import load_model
 
-    t_exact, exact = timed(lambda s: exact_deltas(model, s, args.batch_size))
-    t_naive, naive = timed(lambda s: naive_deltas(model, s, args.batch_size))
-    tuples = list(zip(table.chrom, table.pos, table.ref, table.alt))
-    scorer.score(tuples[:1], mode="fast")
-    _sync(device)
-    t0 = time.perf_counter()
-    scorer.score(tuples, mode="fast")
-    _sync(device)
-    t_fast = time.perf_counter() - t0
-    diff = float(max(np.abs(a - b).max() for a, b in zip(exact, naive)))
+        model = load_model(args.model, device=device, dtype=dtype)
+        model_label = args.model
+    cfg = model.config
+    legacy = None if args.legacy_rev.lower() == "none" else load_legacy(args.legacy_rev)
+    scorers = {"new": VariantScorer(model, ref, window=args.window, batch_size=args.batch_size,
+                                    fast_batch_size=args.fast_batch_size)}
+    if legacy is not None:
+        scorers["legacy"] = legacy.scorer.VariantScorer(model, ref, window=args.window, batch_size=args.batch_size)
+
+    table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").head(args.exact_variants)
+    exact_in = list(zip(table.chrom, table.pos, table.ref, table.alt))
+    seq = ref.fetch("chr17", SCAN_START, SCAN_START + args.positions).upper()
+    fast_in = [("chr17", SCAN_START + i + 1, b, a) for i, b in enumerate(seq) if b in "ACGT" for a in "ACGT"
+               if a != b]
+    inputs = {"exact": exact_in, "fast": fast_in}
+    col = {"exact": "delta_ll_sum", "fast": "delta_fast"}
+
+    # the device's matrix-product throughput, same dtype and threads: a square GEMM and the model's shapes
+    tdtype = DTYPES[dtype]
+    d, f = cfg.hidden_size, cfg.inner_mlp_size
+    gemm = gemm_throughput(device, tdtype, {"square_2048": (2048, 2048, 2048), f"mlp_8192x{d}x{f}": (8192, d, f),
+                                            f"proj_8192x{d}x{3 * d}": (8192, d, 3 * d)})
+    peak = max(gemm.values())
+
+    results: dict = {}
+    for mode in modes:
+        items = inputs[mode]
+        for sc in scorers.values():  # warm-up (allocator, kernels, FASTA handle)
+            sc.score(items[:3], mode=mode)
+        times: dict[str, list[float]] = {k: [] for k in scorers}
+        scores: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):
+            for name, sc in scorers.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                df = sc.score(items, mode=mode)
+                _sync(device)
+                times[name].append(time.perf_counter() - t0)
+                scores[name] = df[col[mode]].to_numpy(dtype=np.float64)
+                print(f"  [{mode} {name}] {len(items)} variants in {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+        n = len(items)
+        window = args.window
+        if mode == "exact":
+            alts = n / max(1, len({(c, p) for c, p, _, _ in items}))
+            fl = exact_flops(cfg, window, alts_per_site=alts, batch=args.batch_size)
+            minimal, executed = fl["minimal"], fl["executed"]
+        else:
+            minimal = executed = fast_flops(cfg, window, rc=False, batch=scorers["new"].fast_batch_size)
+        bound_vps = peak * 1e9 / minimal.total
+        entry: dict = {"variants": n, "flops_per_variant": {"minimal": minimal.as_dict(),
+                                                            "executed": executed.as_dict()},
+                       "bound_variants_per_s": bound_vps}
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            entry[name] = {
+                "seconds": ts,
+                "variants_per_s": n / med,
+                "variants_per_s_best": n / min(ts),
+                "achieved_over_bound": n / med / bound_vps,
+                "achieved_gflops_executed": n / med * executed.total / 1e9,
+            }
+        if "legacy" in scores:
+            ok = np.isfinite(scores["new"]) | np.isfinite(scores["legacy"])
+            entry["max_abs_diff_new_vs_legacy"] = float(np.nanmax(np.abs(scores["new"][ok] - scores["legacy"][ok])))
+            entry["speedup_over_legacy"] = statistics.median(
+                lt / nt for lt, nt in zip(times["legacy"], times["new"]))
+        if mode == "exact" and args.naive_check > 0:
+            k = min(args.naive_check, n)
+            sites = []
+            for c, p, r, a in items[:k]:
+                contig = ref.resolve(str(c))
+                sites.append(build_site(ref.fetch, contig, int(p) - 1, [(r, a)], window, ref.lengths[contig]))
+            naive = np.concatenate(naive_deltas(model, sites, args.batch_size))
+            entry["max_abs_diff_new_vs_naive"] = float(np.abs(scores["new"][:k] - naive).max())
+        results[mode] = entry
+
     result = {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
-        "versions": {"genomod": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "versions": {"genomod": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version(), "git_head": git_rev("HEAD"),
+                     "legacy_rev": None if legacy is None else git_rev(args.legacy_rev)},
         "settings": {
-            "preset": args.preset,
-            "dtype": dtype,
-            "window": args.window,
-            "batch_size": args.batch_size,
-            "variants": n,
-            "sites": len(sites),
-            "threads": torch.get_num_threads(),
+            "model": model_label, "dtype": dtype, "window": args.window, "batch_size": args.batch_size,
+            "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),
+            "exact_variants": len(exact_in), "fast_positions": args.positions, "fast_variants": len(fast_in),
+            "repeats": args.repeats, "matmul_params": matmul_params(cfg),
+            "reduced": args.positions < 30000 or args.exact_variants < 120,
         },
-        "variants_per_s": {"exact_prefix_reuse": n / t_exact, "naive": n / t_naive, "fast": n / t_fast},
-        "seconds": {"exact_prefix_reuse": t_exact, "naive": t_naive, "fast": t_fast},
-        "exact_over_naive": t_naive / t_exact,
-        "max_abs_diff_exact_vs_naive": diff,
+        "gemm_gflops": gemm,
+        "gemm_peak_gflops": peak,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "note": args.note,
+        "modes": results,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    vps = result["variants_per_s"]
-    print(
-        f"{n} variants at {len(sites)} sites, window {args.window}, batch {args.batch_size}, {args.preset} "
-        f"{dtype} on {result['device']}"
-    )
-    print(
-        f"exact (prefix reuse) {vps['exact_prefix_reuse']:.2f} variants/s | naive {vps['naive']:.2f} | "
-        f"fast {vps['fast']:.2f}"
-    )
-    print(f"exact / naive speed-up: {result['exact_over_naive']:.2f}x (max |exact - naive| = {diff:.2e})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"{model_label} ({matmul_params(cfg) / 1e6:.2f} M matmul weights), window {args.window}, {dtype}, "
+          f"{torch.get_num_threads()} threads on {result['device']}; load average {load_start[0]:.2f}")
+    print("GEMM GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in gemm.items()) + f" -> bound uses {peak:.1f}")
+    for mode, e in results.items():
+        fl = e["flops_per_variant"]
+        print(f"{mode}: {e['variants']} variants; FLOPs/variant minimal {fl['minimal']['total'] / 1e9:.3f} G, "
+              f"executed {fl['executed']['total'] / 1e9:.3f} G; bound {e['bound_variants_per_s']:.1f} variants/s")
+        for name in scorers:
+            r = e[name]
+            print(f"  {name:6s} {r['variants_per_s']:10.1f} variants/s (best {r['variants_per_s_best']:.1f}), "
+                  f"{r['achieved_over_bound']:.1%} of bound, {r['achieved_gflops_executed']:.1f} GFLOP/s executed")
+        if "speedup_over_legacy" in e:
+            print(f"  new / legacy: {e['speedup_over_legacy']:.2f}x, max |new - legacy| = "
+                  f"{e['max_abs_diff_new_vs_legacy']:.2e}")
+        if "max_abs_diff_new_vs_naive" in e:
+            print(f"  max |new - naive| = {e['max_abs_diff_new_vs_naive']:.2e}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

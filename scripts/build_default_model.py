@@ -1,16 +1,19 @@
-"""Rebuild the shipped ``default`` model end to end, or only regenerate its model card.
+"""Rebuild the shipped ``default`` model end to end, or any of its steps.
 
-    python scripts/build_default_model.py                 # shards -> pretrain -> export -> eval -> card
-    python scripts/build_default_model.py --steps card    # re-run the BRCA1 evaluation and rewrite the card
+    python scripts/build_default_model.py                       # every step below, in order
+    python scripts/build_default_model.py --steps probes,eval,card   # re-run the evaluations and the card
 
 Steps:
-  shards  data_prep.make_shards over the real human DNA listed in recipes/default_model/README.md
-          (BRCA1 locus excluded through recipes/default_model/exclude_benchmark_loci.bed; chr2 held out for validation)
-  train   scripts/pretrain.py -c recipes/default_model/pretrain.yaml (resumes if interrupted)
-  export  copies the final checkpoint into genomod/data/models/default/ with the training metadata
-  card-text  rewrite the card from the last evaluation's files without re-running it
-  card    `genomod eval brca1 --model default --mode fast --heads` into docs/results/default_model/, then writes
-          genomod/data/models/default/MODEL_CARD.md from the files the run produced (no hand-typed numbers)
+  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml (../shared/data; BRCA1 name + 31-mer
+           exclusion; probe and validation records held out before any window is cut)
+  train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml (resumes if interrupted)
+  export   the final checkpoint + training metadata + mixture summary -> genomod/data/models/default/
+  probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
+  calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
+           benchmark loci) -> genomod/data/models/default/calibration.tsv
+  probes   label-free probes (fast and exact scoring) -> docs/results/default_model/probes_*.json
+  eval     `genomod eval brca1` in fast and exact mode, raw and calibrated -> docs/results/default_model/
+  card     MODEL_CARD.md from the files the steps wrote (no hand-typed numbers)
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "default_model"
 MODEL_DIR = ROOT / "genomod" / "data" / "models" / "default"
+PROBE_DIR = ROOT / "genomod" / "data" / "probes"
 RESULTS = ROOT / "docs" / "results" / "default_model"
-SHARDS = ROOT / "work_local" / "shards_default"
+MIXTURE = ROOT / "work_local" / "mixture_default"
 RUN = ROOT / "work_local" / "runs" / "default"
-# (file under shared/data/pretrain, why it is in the mix)
-TRAIN_FILES = [
-    ("genomic/grch38_chr20_chr21_10M.fa.gz", "GRCh38 chr20:1-10M and chr21:1-10M, contiguous genomic sequence"),
-    ("genomic/hg19_chr20_unittest_Npadded.fa.gz", "hg19 chr20, 1.3 Mb of bases inside megabases of N"),
-    ("mhc_haplotypes/COX.fa.gz", "one MHC haplotype (COX); the other 11 are >99% identical copies"),
-    ("transcripts/refseq_mrna.fa.gz", "RefSeq mRNAs: protein-coding sequence (spliced, sense strand)"),
-    ("hg38_chr2_1-2333275.fa.gz", "GRCh38 chr2:1-2,333,275: held out as the validation contig"),
-]
+# background genome for the calibration table: human training sequence, outside every benchmark locus
+CALIBRATION_FASTA = "data/pretrain/genomic/grch38_chr20_chr21_10M.fa.gz"
+# fast: runs of 128 consecutive sites (one tile per forward); exact: independent sites (one prefix each)
+CALIBRATION_SITES = {"fast": (60000, 128), "exact": (2500, 1)}
+MARKOV_MAX_ORDER = 9  # shipped (genomod/data/probes); orders up to MARKOV_CHECK_ORDER are checked, not shipped
+MARKOV_CHECK_ORDER = 11
+# scoring settings of the shipped evaluation, chosen on the probes (see recipes/default_model/README.md)
+EVALS = [("fast", True), ("exact", True)]
 TARGETS = {"Evo 2 1B (zero-shot, its notebook)": 0.73, "phyloP": 0.781, "CADD v1.3": 0.804,
            "Evo 2 7B (zero-shot)": 0.875}
 
@@ -45,35 +49,121 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def step_shards(shared: Path) -> None:
-    cmd = [sys.executable, "-m", "data_prep.make_shards", "--window", "1024", "--val-contigs", "chr2",
-           "--exclude", str(RECIPE / "exclude_benchmark_loci.bed"), "--out", str(SHARDS), "--overwrite"]
-    for rel, _ in TRAIN_FILES:
-        cmd += ["--fasta", str(shared / "data" / "pretrain" / rel)]
-    run(cmd)
+def step_mixture(shared: Path) -> None:
+    run([sys.executable, "-m", "data_prep.make_mixture", "--recipe", str(RECIPE / "mixture.yaml"),
+         "--data-root", str(shared / "data"), "--out", str(MIXTURE), "--overwrite"])
 
 
 def step_train() -> None:
     run([sys.executable, "scripts/pretrain.py", "-c", str(RECIPE / "pretrain.yaml")])
 
 
+def _mixture_summary(manifest: dict) -> dict:
+    keep = ("name", "path", "kind", "weight", "licence", "md5", "records", "bases", "dropped_name", "dropped_kmer",
+            "thinned", "probe_records", "train_rows", "val_rows")
+    return {"recipe": "recipes/default_model/mixture.yaml", "window": manifest["window"],
+            "counts": manifest["counts"], "exclusion": manifest["exclusion"], "split": manifest["split"],
+            "sources": [{k: s.get(k) for k in keep} for s in manifest["sources"]]}
+
+
 def step_export() -> None:
     final = RUN / "final"
     summary = json.loads((RUN / "summary.json").read_text())
-    manifest = json.loads((SHARDS / "manifest.json").read_text())
+    manifest = json.loads((MIXTURE / "manifest.json").read_text())
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(final / "model.safetensors", MODEL_DIR / "model.safetensors")
     doc = json.loads((final / "config.json").read_text())
     doc["training"] = {
         "recipe": "recipes/default_model/pretrain.yaml",
         "summary": {k: v for k, v in summary.items() if k not in ("train_curve", "val_curve")},
+        "train_curve": summary.get("train_curve", []),
         "val_curve": summary.get("val_curve", []),
-        "shards": {"counts": manifest["counts"], "window": manifest["window"],
-                   "sources": [{k: s.get(k) for k in ("name", "sha256", "size")} for s in manifest.get("sources", [])],
-                   "split": manifest["split"], "exclusions": manifest["exclusions"]},
+        "mixture": _mixture_summary(manifest),
     }
     (MODEL_DIR / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"exported {MODEL_DIR}")
+
+
+def step_probedata() -> None:
+    import h5py
+
+    from genomod.eval.probes import fit_markov_counts, save_markov_counts
+
+    PROBE_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("orfs.fa.gz", "splice.fa.gz", "heldout.fa.gz"):
+        shutil.copyfile(MIXTURE / "probes" / name, PROBE_DIR / name)
+    with h5py.File(MIXTURE / "train.h5", "r") as h5:
+        tokens = h5["tokens"][:]
+    counts = fit_markov_counts(tokens, MARKOV_CHECK_ORDER)
+    save_markov_counts({k: v for k, v in counts.items() if k <= MARKOV_MAX_ORDER}, PROBE_DIR / "markov_counts.npz")
+    save_markov_counts(counts, RUN / "markov_counts_all.npz")
+    _write_probe_provenance()
+
+
+def _write_probe_provenance() -> None:
+    manifest = json.loads((MIXTURE / "manifest.json").read_text())
+    lines = ["# Probe sequences of the shipped `default` model (held out from its training)", "",
+             "Written by `python scripts/build_default_model.py --steps mixture,probedata` "
+             "(data_prep.make_mixture, recipes/default_model/mixture.yaml). Records were held out by record "
+             "(seeded hash of source and record id) before any training window was cut; none of them is in "
+             "the training or validation shards. Read by `genomod eval probes` (docs/evaluation.md).", "",
+             "- `orfs.fa.gz`: mRNAs with the longest ATG..stop open reading frame (>= 300 nt) as `cds=S-E`.",
+             "- `splice.fa.gz`: exon-intron-exon records and human splice windows with checked GT donors / AG "
+             "acceptors as `donor=D acceptor=A` (1-based first / last intron base).",
+             "- `heldout.fa.gz`: up to 600 kb of validation records across the sources, for perplexity.",
+             f"- `markov_counts.npz`: next-base counts after every K-mer, K = 0..{MARKOV_MAX_ORDER}, fitted on all "
+             f"{manifest['counts']['train']:,} training rows of {manifest['window']} tokens.", "",
+             "| source | kind | licence | probe records |", "|---|---|---|---|"]
+    for s in manifest["sources"]:
+        if s["probe_records"]:
+            lines.append(f"| {s['name']} (`{s['path']}`, md5 {s['md5']}) | {s['kind']} | {s['licence']} | "
+                         f"{s['probe_records']} |")
+    (PROBE_DIR / "PROVENANCE.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {PROBE_DIR}")
+
+
+def step_calibrate(shared: Path) -> None:
+    for mode, (n, cluster) in CALIBRATION_SITES.items():
+        out = RUN / f"calibration_{mode}.tsv"
+        run([sys.executable, "-m", "genomod", "calibrate", "--model", "default", "-r", str(shared / CALIBRATION_FASTA),
+             "--sites", str(n), "--cluster", str(cluster), "--mode", mode, "--rc",
+             "--exclude", str(RECIPE / "exclude_benchmark_loci.bed"), "--batch-size", "32", "--out", str(out)])
+    _merge_tables([RUN / f"calibration_{m}.tsv" for m in CALIBRATION_SITES], MODEL_DIR / "calibration.tsv")
+
+
+def _merge_tables(parts: list[Path], out: Path) -> None:
+    from genomod.scoring.calibration import CalibrationTable, read_calibration
+
+    tables = [read_calibration(p) for p in parts]
+    cells = {key: cell for t in tables for key, cell in t.cells.items()}
+    meta = {**tables[0].meta, "parts": [{k: v for k, v in t.meta.items() if k != "sources"} for t in tables]}
+    CalibrationTable(cells, meta, tables[0].min_count).save(out)
+    print(f"wrote {out}")
+
+
+def step_probes() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for mode, rc in (("fast", False), ("fast", True), ("exact", True)):
+        cap = ["--max-variants-per-class", "3000" if mode == "fast" else "250"]
+        out = RUN / f"probes_{mode}_{'rc' if rc else 'fwd'}"
+        run([sys.executable, "-m", "genomod", "eval", "probes", "--model", "default", "--mode", mode,
+             "--rc" if rc else "--no-rc", "--batch-size", "32", *cap, "--out", str(out)])
+        shutil.copyfile(out / "probes.json", RESULTS / f"probes_{mode}_{'rc' if rc else 'fwd'}.json")
+    # stronger Markov baselines than the shipped ones (orders up to MARKOV_CHECK_ORDER), same targets as the model
+    from genomod.checkpoint import load_model
+    from genomod.eval.probes import load_markov_counts, perplexity_probe, read_heldout
+
+    res = perplexity_probe(load_model("default"), read_heldout(PROBE_DIR / "heldout.fa.gz"),
+                           markov=load_markov_counts(RUN / "markov_counts_all.npz"), batch_size=32, progress=False)
+    (RESULTS / "perplexity_markov_all_orders.json").write_text(json.dumps(res, indent=2) + "\n")
+
+
+def step_eval() -> None:
+    for mode, rc in EVALS:
+        out = RESULTS / f"brca1_{mode}"
+        heads: list[str] = []  # supervised heads: `genomod eval brca1 --heads` (not part of the card build)
+        run([sys.executable, "-m", "genomod", "eval", "brca1", "--model", "default", "--mode", mode,
+             "--rc" if rc else "--no-rc", "--calibrate", "--batch-size", "32", *heads, "--out", str(out)])
 
 
 def _row(metrics: list[dict], score: str, group: str) -> dict | None:
@@ -87,87 +177,132 @@ def _fmt(m: dict | None) -> str:
     return f"{m['auroc']:.3f}{ci}"
 
 
-def step_card(evaluate: bool = True) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    if evaluate:
-        run([sys.executable, "-m", "genomod", "eval", "brca1", "--model", "default", "--mode", "fast", "--heads",
-             "--out", str(RESULTS)])
-    metrics = json.loads((RESULTS / "metrics.json").read_text())
-    doc = json.loads((MODEL_DIR / "config.json").read_text())
+def _probe_lines() -> list[str]:
+    lines = ["| probe (held-out sequences) | fast, forward | fast, both strands | exact, both strands |",
+             "|---|---|---|---|"]
+    runs = {}
+    for key in ("fast_fwd", "fast_rc", "exact_rc"):
+        p = RESULTS / f"probes_{key}.json"
+        runs[key] = json.loads(p.read_text())["probes"] if p.is_file() else {}
+
+    def cell(key: str, probe: str, sub: str | None = None) -> str:
+        r = runs[key].get(probe) or {}
+        r = (r.get("by_site") or {}).get(sub) or {} if sub else r.get("overall") or {}
+        if r.get("auroc") is None:
+            return "n/a"
+        ci = f" [{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}]" if r.get("auroc_lo") is not None else ""
+        return f"{r['auroc']:.3f}{ci} (n={r.get('n_pos', '?')}+{r.get('n_neg', '?')})"
+
+    lines.append("| nonsense vs synonymous SNVs in ORFs, AUROC | " +
+                 " | ".join(cell(k, "nonsense") for k in runs) + " |")
+    lines.append("| canonical GT/AG vs intronic +5..+20 SNVs, AUROC | " +
+                 " | ".join(cell(k, "splice") for k in runs) + " |")
+    for site in ("donor", "acceptor"):
+        lines.append(f"| ... {site} sites only | " + " | ".join(cell(k, "splice", site) for k in runs) + " |")
+    all_orders = RESULTS / "perplexity_markov_all_orders.json"
+    ppl = json.loads(all_orders.read_text()) if all_orders.is_file() else runs["fast_fwd"].get("perplexity") or {}
+    if ppl.get("markov"):
+        lines += ["", f"Held-out perplexity per nucleotide (`perplexity_markov_all_orders.json`: Markov orders up to "
+                  f"{MARKOV_CHECK_ORDER}; the shipped `markov_counts.npz` keeps orders <= {MARKOV_MAX_ORDER}; "
+                  f"{ppl['n_targets']:,} targets in {ppl['n_windows']} "
+                  f"windows of held-out records): model **{ppl['model']['perplexity']:.4f}** vs the best k-mer "
+                  f"Markov baseline fitted on the training rows (order {ppl['best_markov_order']}) "
+                  f"**{ppl['best_markov_perplexity']:.4f}** (model better: {ppl['model_beats_best_markov']}); "
+                  "every order: " + ", ".join(f"{o['order']}: {o['perplexity']:.4f}" for o in ppl["markov"])]
+    return lines
+
+
+def step_card() -> None:
     from genomod.model import ModelConfig, count_parameters_analytic
 
+    doc = json.loads((MODEL_DIR / "config.json").read_text())
     cfg = ModelConfig.from_dict(doc["model"])
     tr = doc["training"]
     s = tr["summary"]
-    rows = metrics["metrics"]
-    zs, head = "-delta_fast", "head_oof"
+    mix = tr["mixture"]
     lines = [
         "# genomod `default` model card",
         "",
-        "Generated by `python scripts/build_default_model.py --steps card` from the files that run wrote "
-        "(`docs/results/default_model/metrics.json`); every number below comes from those files.",
+        "Generated by `python scripts/build_default_model.py --steps card` from the files the build wrote "
+        "(`docs/results/default_model/`); every number below comes from those files.",
         "",
         "## Architecture",
         f"- StripedHyena-2-style hybrid, {cfg.num_layers} layers `{' '.join(cfg.layer_types)}`, width "
         f"{cfg.hidden_size}, {cfg.num_attention_heads} attention heads, MLP {cfg.inner_mlp_size}, "
         f"Hyena-SE/MR filter lengths {cfg.se_filter_length}/{cfg.mr_filter_length}, LI state {cfg.li_state_size}.",
         f"- Parameters: {count_parameters_analytic(cfg):,}; weights float32 safetensors; byte tokenizer "
-        f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp.",
+        f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
-        f"- Recipe: `{tr['recipe']}` via `scripts/pretrain.py` on shards from `data_prep.make_shards`.",
-        f"- Steps {s['steps']:,}; tokens seen {s['tokens']:,}; wall time {s['wall_time_s'] / 3600:.2f} h on "
-        f"{s['device']} ({s.get('precision')}); median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
+        f"- Recipe: `{tr['recipe']}` via `scripts/pretrain.py` on the mixture `{mix['recipe']}` "
+        "(`python -m data_prep.make_mixture`).",
+        f"- Steps {s['steps']:,}; tokens {s['tokens']:,}; wall time {s['wall_time_s'] / 3600:.2f} h on "
+        f"{s['device']} ({s.get('precision')}, 2 threads); median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
         + (f" (wall time of the last segment: the run resumed from `{Path(s['resumed_from']).name}`)."
            if s.get("resumed_from") else "."),
-        "- Run history (resumes, schedule changes) of the shipped weights: recipes/default_model/README.md.",
-        f"- Data: train windows {tr['shards']['counts']['train']:,}, validation windows "
-        f"{tr['shards']['counts']['val']:,} of {tr['shards']['window']} bp (see recipes/default_model/README.md "
-        "for each file and its provenance). Validation = the held-out contig chr2 (GRCh38 chr2:1-2,333,275).",
-        "- Excluded from training: BRCA1 locus hg19 chr17:41,150,000-41,330,000 and hg38 "
-        "chr17:42,997,983-43,177,983 (none of the training files contain chr17).",
-        f"- Final validation loss {s['final_val_loss']:.4f} nats/nt, perplexity per nucleotide "
-        f"{s['final_val_ppl']:.3f} (uniform over ACGT = 4).",
+        "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0); "
+        "reverse-complement augmentation on half the training windows.",
+        "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
+        f"- Final validation loss {s['final_val_loss']:.4f} nats/nt (perplexity {s['final_val_ppl']:.3f}; "
+        "uniform over ACGT = 4) on held-out records of every source.",
         "",
-        "Validation curve (step: loss):",
+        "Validation curve (step: loss): " + ", ".join(f"{v['step']}: {v['val_loss']:.4f}" for v in tr["val_curve"]),
         "",
-        ", ".join(f"{v['step']}: {v['val_loss']:.4f}" for v in tr.get("val_curve", [])) or "n/a",
+        "### Data",
+        f"{mix['counts']['train']:,} training and {mix['counts']['val']:,} validation windows of {mix['window']} bp; "
+        f"{mix['counts']['probe_orfs']} ORF and {mix['counts']['probe_splice']} splice probe records held out. "
+        "Benchmark exclusion: records naming BRCA1 and records with >= 5% of their 31-mer positions in the human "
+        "BRCA1 locus slices (hg19 and hg38, genomod/data/reference) were dropped (counts below).",
         "",
-        "## BRCA1 (Findlay et al. 2018), LOF vs FUNC+INT, 3,893 SNVs",
-        f"`genomod eval brca1 --model default --mode fast --heads` (window {metrics['window']} bp, "
-        f"{metrics['bootstrap']['n_boot']} stratified bootstrap resamples for 95% intervals).",
-        "",
-        "| score | overall | coding | noncoding |",
-        "|---|---|---|---|",
+        "| source | kind | weight | licence | Mb kept | train rows | dropped (name / 31-mer) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    names = [(zs, "genomod default, zero-shot (fast delta)"),
-             (head, "genomod default, logistic head on embeddings + zero-shot (grouped 5-fold CV, out-of-fold)"),
-             ("phylop", "phyloP (from the table)"), ("cadd", "CADD (from the table)"),
-             ("consequence_rule", "consequence-only rule")]
-    for score, label in names:
-        lines.append(f"| {label} | {_fmt(_row(rows, score, 'overall'))} | "
-                     f"{_fmt(_row(rows, score, 'region=coding'))} | {_fmt(_row(rows, score, 'region=noncoding'))} |")
-    lines += ["", "Against the published targets (overall AUROC, LOF vs FUNC+INT):", ""]
-    for label, target in TARGETS.items():
-        verdict = []
-        for score, what in ((zs, "zero-shot"), (head, "head")):
+    for src in mix["sources"]:
+        lines.append(f"| {src['name']} | {src['kind']} | {src['weight']} | {src['licence']} | "
+                     f"{src['bases'] / 1e6:.2f} | {src['train_rows']:,} | {src['dropped_name']} / {src['dropped_kmer']} |")
+    lines += ["", "## Label-free probes (held-out sequences; the model's settings were chosen on these)", ""]
+    lines += _probe_lines()
+    lines += ["", "## BRCA1 (Findlay et al. 2018), LOF vs FUNC+INT, 3,893 SNVs", "",
+              "Never used for any choice. Raw = delta log-likelihood; calibrated = minus the model's mean score at "
+              "background sites with the same 5-base context and ALT (`calibration.tsv`).", "",
+              "| score | overall | coding | noncoding |", "|---|---|---|---|"]
+    best_overall: dict[str, float] = {}
+    for mode, rc in EVALS:
+        mpath = RESULTS / f"brca1_{mode}" / "metrics.json"
+        if not mpath.is_file():
+            continue
+        metrics = json.loads(mpath.read_text())
+        rows = metrics["metrics"]
+        raw = "-delta_fast" if mode == "fast" else "-delta_ll_sum"
+        strand = "both strands" if rc else "forward"
+        for score, label in ((raw, f"zero-shot {mode} ({strand}), raw"),
+                             (raw + "_cal", f"zero-shot {mode} ({strand}), calibrated")):
             m = _row(rows, score, "overall")
             if m is not None:
-                verdict.append(f"{what} {'beats' if m['auroc'] > target else 'does not beat'} it ({m['auroc']:.3f})")
+                best_overall[label] = m["auroc"]
+            lines.append(f"| {label} | {_fmt(m)} | {_fmt(_row(rows, score, 'region=coding'))} | "
+                         f"{_fmt(_row(rows, score, 'region=noncoding'))} |")
+        if mode == "fast":
+            for score, label in (("head_oof", "logistic head on embeddings + zero-shot (grouped 5-fold, OOF)"),
+                                 ("phylop", "phyloP (from the table)"), ("cadd", "CADD (from the table)"),
+                                 ("consequence_rule", "consequence-only rule")):
+                lines.append(f"| {label} | {_fmt(_row(rows, score, 'overall'))} | "
+                             f"{_fmt(_row(rows, score, 'region=coding'))} | "
+                             f"{_fmt(_row(rows, score, 'region=noncoding'))} |")
+    lines += ["", "Against the published targets (overall AUROC):", ""]
+    for label, target in TARGETS.items():
+        verdict = [f"{k} {'beats' if v > target else 'does not beat'} it ({v:.3f})" for k, v in best_overall.items()]
         lines.append(f"- {label} {target}: " + "; ".join(verdict))
-    heads = metrics.get("heads") or {}
     lines += [
         "",
-        "The supervised head is evaluated out of fold only: variants are grouped in 100 bp genomic blocks and no "
-        "block is on both sides of a split; its layer is chosen by inner CV. The shipped package contains no "
-        "head trained on BRCA1 labels.",
-        f"Head summary: `{json.dumps(heads)[:600]}`",
-        "",
         "## Known limits",
-        "- A small model trained on about 30 Mb of human DNA for a short CPU run: it has learned little beyond local "
-        "composition, and its zero-shot scores should not be used for variant interpretation.",
-        "- Trained at 1,024 bp; longer windows run (the operators are length-agnostic) but were not trained.",
-        "- Soft-masking is dropped (uppercase tokens); IUPAC codes become N.",
+        f"- A {count_parameters_analytic(cfg) / 1e6:.1f} M-parameter model trained for "
+        f"{s['tokens'] / 1e6:.0f} M tokens on a 2-core CPU: far smaller than Evo 2; use its scores as a baseline, "
+        "not for clinical interpretation.",
+        f"- Trained at {cfg.max_seqlen} bp; longer windows run (the operators are length-agnostic) but were not "
+        "trained.",
+        "- Probe ORFs and splice records are held out by record, but orthologs of held-out genes from other species "
+        "(and other isoforms of a held-out human transcript) can be in the training data.",
     ]
     text = "\n".join(lines) + "\n"
     (MODEL_DIR / "MODEL_CARD.md").write_text(text)
@@ -175,23 +310,26 @@ def step_card(evaluate: bool = True) -> None:
     print(text)
 
 
+STEPS = ("mixture", "train", "export", "probedata", "calibrate", "probes", "eval", "card")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", default="shards,train,export,card", help="comma-separated subset of the steps")
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared"), help="the shared/ folder with data/pretrain")
+    ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of the steps")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"), help="the shared/ folder with data/")
     args = ap.parse_args()
     steps = args.steps.split(",")
     for step in steps:
-        if step not in ("shards", "train", "export", "card", "card-text"):
-            sys.exit(f"unknown step {step!r}")
-    if "shards" in steps:
-        step_shards(Path(args.shared))
-    if "train" in steps:
-        step_train()
-    if "export" in steps:
-        step_export()
-    if "card" in steps or "card-text" in steps:
-        step_card(evaluate="card" in steps)
+        if step not in STEPS:
+            sys.exit(f"unknown step {step!r} (steps: {', '.join(STEPS)})")
+    shared = Path(args.shared)
+    for step in STEPS:
+        if step not in steps:
+            continue
+        if step in ("mixture", "calibrate"):
+            globals()[f"step_{step}"](shared)
+        else:
+            globals()[f"step_{step}"]()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from genomod.ops import dispatch  # noqa: E402
 from genomod.ops import reference as ref  # noqa: E402
-from genomod.ops.long_conv import long_conv_gate, long_conv_gate_ref  # noqa: E402
+from genomod.ops.long_conv import long_conv_gate  # noqa: E402
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -63,17 +63,6 @@ def _assert_all_close(a: list[torch.Tensor], b: list[torch.Tensor], **tol) -> No
         torch.testing.assert_close(x.float(), y.float(), msg=lambda m, n=name: f"{n}: {m}", **(tol or TOL))
 
 
-def _se_ref(x2, x1, v, h):
-    hc = h.repeat_interleave(x2.shape[1] // h.shape[0], dim=0)
-    return ref.causal_depthwise_conv(x1 * v, hc).float().to(x2.dtype) * x2
-
-
-def _mr_ref(x2, x1, v, h, D):
-    hc = h.repeat_interleave(x2.shape[1] // h.shape[0], dim=0)
-    u = x1 * v
-    return (ref.fft_causal_conv(u, hc) + u.float() * D.float()[None, :, None]).to(x2.dtype) * x2
-
-
 def _poles(groups: int, state: int) -> tuple[torch.Tensor, torch.Tensor]:
     rates = torch.logspace(math.log10(0.5), -4, state)
     lp = (-rates)[None].repeat(groups, 1).requires_grad_(True)
@@ -90,7 +79,7 @@ def test_short_conv_matches_reference(b, c, length, groups, k):
 
     z = _inputs(b, c, length)
     h = torch.randn(groups, k, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
-    _assert_all_close(_grads(short_conv_gate, z, [h], h), _grads(_se_ref, z, [h], h))
+    _assert_all_close(_grads(short_conv_gate, z, [h], h), _grads(ref.hyena_se_ref, z, [h], h))
 
 
 # ---- Hyena-MR: blocked Toeplitz conv + gate ----------------------------------------------------------
@@ -109,14 +98,14 @@ def test_toeplitz_blocks_are_the_filter():
 
 
 @pytest.mark.parametrize("b,c,length,groups,k,block", MR_CASES)
-def test_blocked_conv_ref_matches_reference(b, c, length, groups, k, block):
-    from genomod.ops.triton_blocked_conv import blocked_conv_ref
+def test_blocked_conv_torch_matches_reference(b, c, length, groups, k, block):
+    from genomod.ops.triton_blocked_conv import blocked_conv_torch
 
     z = _inputs(b, c, length)
     h = torch.randn(groups, k, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
     d = torch.randn(c, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
-    blocked = _grads(blocked_conv_ref, z, [h, d], h, d, block or 64)
-    _assert_all_close(blocked, _grads(_mr_ref, z, [h, d], h, d))
+    blocked = _grads(blocked_conv_torch, z, [h, d], h, d, block or 64)
+    _assert_all_close(blocked, _grads(ref.hyena_mr_ref, z, [h, d], h, d))
 
 
 @needs_kernels
@@ -128,7 +117,7 @@ def test_blocked_conv_matches_reference(b, c, length, groups, k, block):
     h = torch.randn(groups, k, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
     d = torch.randn(c, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
     fused = _grads(lambda *a: blocked_conv_gate(*a, block=block), z, [h, d], h, d)
-    _assert_all_close(fused, _grads(_mr_ref, z, [h, d], h, d))
+    _assert_all_close(fused, _grads(ref.hyena_mr_ref, z, [h, d], h, d))
 
 
 # ---- Hyena-LI: chunked FFT long conv + gate ----------------------------------------------------------
@@ -138,7 +127,7 @@ def test_long_conv_matches_reference(b, c, length, groups, chunk_bytes):
     lp, res = _poles(groups, 4)
     d = torch.randn(c, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
     fused = _grads(lambda *a: long_conv_gate(*a, chunk_bytes=chunk_bytes), z, [lp, res, d], lp, res, d)
-    _assert_all_close(fused, _grads(long_conv_gate_ref, z, [lp, res, d], lp, res, d))
+    _assert_all_close(fused, _grads(ref.hyena_li_ref, z, [lp, res, d], lp, res, d))
 
 
 # ---- dispatch ----------------------------------------------------------------------------------------
@@ -218,17 +207,78 @@ def test_model_fused_equals_reference():
 
 
 def test_fallback_is_logged_once(caplog):
-    dispatch._logged.clear()
-    z = _inputs(1, 8, 16, dtype=torch.float64)
-    with dispatch.use_kernels("fused"), caplog.at_level(logging.WARNING, logger="genomod.ops.dispatch"):
-        from genomod.model import HybridModel, ModelConfig
+    from genomod.model import HybridModel, ModelConfig
 
-        cfg = ModelConfig(hidden_size=8, num_attention_heads=2, inner_mlp_size=16, layer_types=["MR"],
-                          se_filter_groups=2, mr_filter_groups=2, li_filter_groups=8, max_seqlen=32)
-        filt = HybridModel(cfg).double().blocks[0].filter
+    dispatch._logged.clear()
+    cfg = ModelConfig(hidden_size=8, num_attention_heads=2, inner_mlp_size=16, layer_types=["MR", "MR"],
+                      se_filter_groups=2, mr_filter_groups=2, li_filter_groups=8, max_seqlen=32)
+    tokens = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(0))
+    with dispatch.use_kernels("fused"), caplog.at_level(logging.WARNING, logger="genomod.ops.dispatch"):
+        model = HybridModel(cfg).double()
         for _ in range(2):
-            assert dispatch.fused_hyena(filt, z[:, :8], z[:, 8:16], z[:, 16:]) is None
+            model(tokens)
+        assert dispatch.hyena_op("MR", "fused", "cpu", torch.float64) is ref.hyena_mr_ref
+        assert model.blocks[0].filter._ops[(torch.device("cpu"), torch.float64)] is ref.hyena_mr_ref
     assert sum("dtype" in r.getMessage() for r in caplog.records) == 1
+
+
+def _ops_of(model) -> dict[str, object]:
+    return {blk.kind: op for blk in model.blocks if blk.kind != "MHA" for op in blk.filter._ops.values()}
+
+
+def test_kernels_are_resolved_once_outside_forward(monkeypatch):
+    """The mode is read at build and on set_kernels only; forward looks nothing up (env, dispatch, attention)."""
+    import genomod.ops.attention as attention
+
+    monkeypatch.delenv("GENOMOD_KERNELS", raising=False)
+    model = _tiny_model()
+    tokens = torch.randint(0, 256, (1, 24), generator=torch.Generator().manual_seed(3))
+    before = model(tokens).logits
+    assert _ops_of(model) == {"SE": ref.hyena_se_ref, "MR": ref.hyena_mr_ref, "LI": ref.hyena_li_ref}
+    monkeypatch.setenv("GENOMOD_KERNELS", "fused")  # read when a model is built, not per forward
+
+    def boom(*a, **k):
+        raise AssertionError("looked up inside forward")
+
+    for mod, name in ((dispatch, "kernel_mode"), (dispatch, "hyena_op"), (dispatch, "backend"),
+                      (attention, "attention_backend"), (attention, "requested_backend")):
+        monkeypatch.setattr(mod, name, boom)
+    assert torch.equal(model(tokens).logits, before)
+    assert _ops_of(model)["LI"] is ref.hyena_li_ref
+
+
+def test_set_kernels_reaches_models_already_built(monkeypatch):
+    import copy
+
+    from genomod.ops.long_conv import long_conv_gate
+
+    monkeypatch.delenv("GENOMOD_KERNELS", raising=False)
+    model = _tiny_model().resolve_backends()  # chosen now for (cpu, float32): auto -> reference on CPU
+    twin = copy.deepcopy(model)
+    assert _ops_of(model)["LI"] is ref.hyena_li_ref
+    with dispatch.use_kernels("fused"):
+        assert _ops_of(model)["LI"] is long_conv_gate and _ops_of(twin)["LI"] is long_conv_gate
+        assert (_ops_of(model)["MR"] is ref.hyena_mr_ref) != RUNNABLE
+    assert _ops_of(model)["LI"] is ref.hyena_li_ref and _ops_of(twin)["LI"] is ref.hyena_li_ref
+    dispatch.set_kernels("fused")
+    try:
+        assert _ops_of(model)["LI"] is long_conv_gate
+    finally:
+        dispatch.set_kernels(None)
+    assert _ops_of(model)["LI"] is ref.hyena_li_ref
+
+
+def test_ops_never_import_the_model():
+    import ast
+    from pathlib import Path
+
+    import genomod.ops
+
+    for path in Path(genomod.ops.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("genomod.model") for n in names), f"{path.name} imports {names}"
 
 
 @pytest.mark.skipif(RUNNABLE or not HAS_TRITON or HAS_CUDA, reason="kernels already ran in this process")
@@ -256,7 +306,7 @@ def test_cuda_bf16_short_conv(b, c, length, groups):
     h = torch.randn(groups, 7, device="cuda").to(torch.bfloat16).requires_grad_(True)
     zf = z.detach().float().requires_grad_(True)
     hf = h.detach().float().requires_grad_(True)
-    _bf16_close(_grads(short_conv_gate, z, [h], h), _grads(_se_ref, zf, [hf], hf))
+    _bf16_close(_grads(short_conv_gate, z, [h], h), _grads(ref.hyena_se_ref, zf, [hf], hf))
 
 
 @cuda
@@ -269,7 +319,7 @@ def test_cuda_bf16_blocked_conv(b, c, length, groups, k):
     h = (torch.randn(groups, k, device="cuda") / k**0.5).to(torch.bfloat16).requires_grad_(True)
     d = torch.randn(c, device="cuda").to(torch.bfloat16).requires_grad_(True)
     zf, hf, df = (t.detach().float().requires_grad_(True) for t in (z, h, d))
-    _bf16_close(_grads(blocked_conv_gate, z, [h, d], h, d), _grads(_mr_ref, zf, [hf, df], hf, df))
+    _bf16_close(_grads(blocked_conv_gate, z, [h, d], h, d), _grads(ref.hyena_mr_ref, zf, [hf, df], hf, df))
 
 
 @cuda
@@ -280,7 +330,7 @@ def test_cuda_bf16_long_conv_and_model():
     d = torch.randn(256, device="cuda").to(torch.bfloat16).requires_grad_(True)
     zf, df = (t.detach().float().requires_grad_(True) for t in (z, d))
     _bf16_close(_grads(long_conv_gate, z, [lp, res, d], lp, res, d),
-                _grads(long_conv_gate_ref, zf, [lp, res, df], lp, res, df))
+                _grads(ref.hyena_li_ref, zf, [lp, res, df], lp, res, df))
     model = _tiny_model(torch.bfloat16, "cuda")
     tokens = torch.randint(0, 256, (2, 512), device="cuda")
     _bf16_close(_model_run(model, tokens, "fused")[:1], _model_run(model, tokens, "reference")[:1])

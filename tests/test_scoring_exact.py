@@ -64,10 +64,16 @@ def test_exact_equals_naive_snv_indel_edges(model, genome):
         if p + 3 <= len(seq):
             alleles += [(seq[p : p + 3], seq[p]), (seq[p], seq[p] + "GTA"), (seq[p : p + 2], "TTTT")]
         sites.append(build_site(fetch, "chr1", p, alleles, W, len(seq)))
-    exact = exact_deltas(model, sites, batch_size=3)
     naive = naive_deltas(model, sites, batch_size=3)
-    diff = max(float(np.abs(e - n).max()) for e, n in zip(exact, naive))
-    assert diff < TOL
+    # allele counts 4, 4, 4, 1, 1: slot forwards without cache copies, partial slots, slots packed together
+    for suffix_batch in (None, 1, 2, 7, 100):
+        exact = exact_deltas(model, sites, batch_size=3, suffix_batch=suffix_batch)
+        assert [len(e) for e in exact] == [len(s.alt_tokens) for s in sites]
+        diff = max(float(np.abs(e - n).max()) for e, n in zip(exact, naive))
+        assert diff < TOL, suffix_batch
+    # a site with fewer ALTs ahead of sites with more (slot members are not a prefix of the group)
+    back = exact_deltas(model, sites[::-1], batch_size=3, suffix_batch=2)
+    assert max(float(np.abs(e - n).max()) for e, n in zip(back, naive[::-1])) < TOL
     assert sites[0].pad == W // 2 and sites[2].pad == 0
     # the RC path equals naive RC full forwards
     rc = rc_deltas(model, sites[:2], batch_size=2)

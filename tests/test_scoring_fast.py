@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from genomod.scoring import VariantScorer
-from genomod.scoring.fast import fetch_padded, site_logprobs, snv_score
-from genomod.tokenizer import encode
+from genomod.scoring.fast import TileCache, fetch_padded, site_logprobs, snv_score
+from genomod.tokenizer import BASE_IDS, encode, reverse_complement
 from tests.model_helpers import tiny_test_model
 
 UNIT = "ACGTTGCAGA"  # period-10 repeat
@@ -82,3 +82,82 @@ def test_fast_and_exact_agree_on_repeat(repeat_model, tmp_path):
     assert np.array_equal(np.sign(fast), np.sign(exact))
     lp = site_logprobs(repeat_model, lambda c, s, e: seq[s:e], "rep", len(seq), [150], 64, rc=True)
     assert snv_score(lp[150], seq[150], "N") != snv_score(lp[150], seq[150], "N")  # NaN for non-ACGT
+
+
+def _plain_fast(model, seq: str, window: int, rc: bool, variants) -> np.ndarray:
+    """The tiling rule written plainly: one unbatched forward per tile and strand, log_softmax at the site."""
+    half = window // 2
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    lps: dict = {}
+
+    def row_lp(toks: np.ndarray, key) -> np.ndarray:
+        if key not in lps:
+            t = torch.from_numpy(toks)[None]
+            if key[0] == "rc":
+                t = reverse_complement(t)
+            lps[key] = torch.log_softmax(model(t).logits[0].float(), -1)[:, torch.as_tensor(BASE_IDS)].detach().numpy()
+        return lps[key]
+
+    out = []
+    for _, pos, r, a in variants:
+        p, ri, ai = pos - 1, "ACGT".find(r), "ACGT".find(a)
+        k = p // half
+        fwd = row_lp(encode(fetch_padded(fetch, "c", k * half - half, k * half + half, len(seq))), ("f", k))
+        score = float(fwd[p - (k * half - half) - 1][ai] - fwd[p - (k * half - half) - 1][ri])
+        if rc:
+            back = row_lp(encode(fetch_padded(fetch, "c", k * half, k * half + 2 * half, len(seq))), ("rc", k))
+            q = (k * half + 2 * half - 1) - p
+            lp = back[q - 1][[3, 2, 1, 0]]
+            score = 0.5 * (score + float(lp[ai] - lp[ri]))
+        out.append(score)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rc", [False, True])
+def test_dense_input_each_tile_once_whatever_the_chunking(tmp_path, rc):
+    """All 3 SNVs at every position (a saturation scan) plus sparse far sites: same scores for any chunking
+    (and equal to plain per-tile forwards), and every tile forwarded exactly once per strand."""
+    import random
+
+    rng = random.Random(3)
+    seq = "".join(rng.choice("ACGT") for _ in range(3000))
+    seq = seq[:700] + "N" * 5 + seq[705:]
+    fasta = tmp_path / "c.fa"
+    fasta.write_text(f">c\n{seq}\n")
+    positions = list(range(1, 601)) + [1500, 2990, 3000]  # dense from the contig start, then sparse to the end
+    variants = [("c", p, seq[p - 1], a) for p in positions if seq[p - 1] != "N" for a in "ACGT" if a != seq[p - 1]]
+    model = tiny_test_model(1)
+    window = 32
+    half = window // 2
+    n_tiles = len({(p - 1) // half for p in positions})
+    expected = _plain_fast(model, seq, window, rc, variants)
+    rows: list[int] = []
+    hook = model.register_forward_hook(lambda _m, inp, _out: rows.append(inp[0].shape[0]))
+    try:
+        sc = VariantScorer(model, fasta, window=window, batch_size=4, rc=rc)
+        for chunk_size in (None, 5, 64, 100_000):
+            rows.clear()
+            got = np.array([r["delta_fast"] for r in sc.iter_scores(variants, "fast", chunk_size=chunk_size)])
+            assert np.allclose(got, expected, atol=1e-5, rtol=0), chunk_size
+            assert sum(rows) == n_tiles * (2 if rc else 1), (chunk_size, sum(rows), n_tiles)
+    finally:
+        hook.remove()
+    # the default chunks hold whole tiles: forwards are full batches (the last one aside)
+    rows.clear()
+    hook = model.register_forward_hook(lambda _m, inp, _out: rows.append(inp[0].shape[0]))
+    try:
+        list(VariantScorer(model, fasta, window=window, batch_size=4, fast_batch_size=8, rc=rc).iter_scores(
+            variants, "fast"))
+    finally:
+        hook.remove()
+    assert all(r == 8 for r in rows[:-2]) and sum(rows) == n_tiles * (2 if rc else 1)
+
+
+def test_tile_cache_evicts_by_bytes():
+    cache = TileCache(max_bytes=3 * 16 * 4 * 4)
+    for k in range(5):
+        cache.put(("c", k), (np.zeros((16, 4), np.float32), None))
+    assert len(cache) == 3 and ("c", 0) not in cache and ("c", 4) in cache
+    assert cache.get(("c", 2)) is not None
+    cache.put(("c", 5), (np.zeros((16, 4), np.float32), None))
+    assert ("c", 2) in cache and ("c", 3) not in cache  # LRU: the read tile 2 stayed

@@ -107,3 +107,39 @@ def test_table_equals_xlsx(shared_dir, table):
     assert (raw["func.class"].to_numpy() == table["func_class"].to_numpy()).all()
     pd.testing.assert_series_equal(raw["function.score.mean"], table["function_score"], check_names=False)
     pd.testing.assert_series_equal(raw["CADD.score"], table["cadd"], check_names=False)
+
+
+def test_shipped_probe_folder_is_well_formed():
+    """genomod/data/probes: canonical splice sites, whole-codon ORFs, Markov counts of every order."""
+    from genomod.eval.probes import load_markov_counts, read_heldout, read_orfs, read_splice
+
+    probes = DATA / "probes"
+    orfs = read_orfs(probes / "orfs.fa.gz")
+    assert len(orfs) > 100
+    for o in orfs:
+        cds = o.seq[o.cds_start : o.cds_end]
+        assert len(cds) % 3 == 0 and cds[:3] == "ATG" and cds[-3:] in ("TAA", "TAG", "TGA")
+    splice = read_splice(probes / "splice.fa.gz")
+    assert len(splice) > 500
+    for r in splice:
+        assert r.donor is not None or r.acceptor is not None
+        if r.donor is not None:
+            assert r.seq[r.donor : r.donor + 2] == "GT"
+        if r.acceptor is not None:
+            assert r.seq[r.acceptor - 1 : r.acceptor + 1] == "AG"
+    assert sum(len(r.seq) for r in read_heldout(probes / "heldout.fa.gz")) > 100_000
+    counts = load_markov_counts(probes / "markov_counts.npz")
+    assert sorted(counts) == list(range(10))
+    totals = {int(c.sum()) for k, c in counts.items()}
+    assert min(totals) > 10**8  # fitted on the whole training mixture
+    assert (probes / "PROVENANCE.md").is_file()
+
+
+def test_shipped_default_model_has_a_matching_calibration_table():
+    from genomod.scoring.calibration import check_weights, load_calibration
+
+    table = load_calibration("default")
+    check_weights(table, DATA / "models" / "default")
+    for key in (("fast", False), ("fast", True), ("exact", False), ("exact", True)):
+        assert table.has(*key)
+    assert table.window == 256

@@ -1,4 +1,4 @@
-"""``genomod eval``: evaluate variant scores on a labelled table, or run the BRCA1 benchmark."""
+"""``genomod eval``: evaluate variant scores on a labelled table, run the BRCA1 benchmark or the label-free probes."""
 
 from __future__ import annotations
 
@@ -140,9 +140,12 @@ def _read_tsv(path: Path) -> Any:
               help="BRCA1 table to use instead of the shipped one (same columns).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("brca1_eval"),
               show_default=True, help="Output folder.")
+@click.option("--calibrate", is_flag=True,
+              help="Also report background-calibrated scores (-delta_*_cal) from the model's calibration.tsv "
+                   "(built with `genomod calibrate`).")
 def brca1_cmd(model: str, mode: str, window: int, rc: bool, task: str, scores_tsv: Path | None, heads: bool,
               head_kind: str, layers: tuple[str, ...], n_splits: int, block_size: int, device: str, batch_size: int, n_boot: int, seed: int,
-              table: Path | None, out: Path) -> None:
+              table: Path | None, out: Path, calibrate: bool) -> None:
     """BRCA1 benchmark (Findlay et al. 2018, 3,893 SNVs): model scores vs CADD, phyloP, PolyPhen-2, SIFT."""
     from genomod.eval.brca1 import run_brca1
 
@@ -151,5 +154,93 @@ def brca1_cmd(model: str, mode: str, window: int, rc: bool, task: str, scores_ts
     result = run_brca1(out, model=model, mode=mode, window=window, rc=rc, heads=heads, layers=layers or None,
                        scores_tsv=scores_tsv, task=task, n_boot=n_boot, seed=seed, device=device,
                        batch_size=batch_size, table=table, head_kind=head_kind, n_splits=n_splits,
-                       block_size=block_size)
+                       block_size=block_size, calibrate=calibrate)
     _print_summary(result, out)
+
+
+@eval_group.command("probes")
+@click.option("--model", default="default", show_default=True, help="Shipped model name or checkpoint folder.")
+@click.option("--probes", "probes", type=click.Path(path_type=Path), default=None,
+              help="Probe folder (orfs.fa.gz, splice.fa.gz, heldout.fa.gz, markov_counts.npz; missing files "
+                   "skip their probe). Default: the shipped genomod/data/probes/.")
+@click.option("--mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
+              help="fast: log p(alt) - log p(ref) at the site, one forward per tile; exact: full-window delta LL.")
+@click.option("--rc/--no-rc", default=True, show_default=True, help="Average with the reverse-complement strand.")
+@click.option("--window", type=click.IntRange(16), default=None,
+              help="Context window (bp); default: the model's training context, at most 1024.")
+@click.option("--max-records", type=click.IntRange(1), default=None,
+              help="Use only the first N records of each probe file.")
+@click.option("--max-variants-per-class", type=click.IntRange(1), default=None,
+              help="Score at most N SNVs per class (random, --seed), e.g. to bound --mode exact.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Windows per batch.")
+@click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True,
+              help="Bootstrap resamples for 95% CIs (0: no CIs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling and bootstrap.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (probes.json).")
+def probes_cmd(model: str, probes: Path | None, mode: str, rc: bool, window: int | None, max_records: int | None,
+               max_variants_per_class: int | None, device: str, batch_size: int, n_boot: int, seed: int,
+               out: Path) -> None:
+    """Label-free biology probes: nonsense vs synonymous, canonical splice bases, perplexity vs Markov."""
+    import json
+
+    from genomod.data_paths import probes_dir
+    from genomod.eval.probes import PROBE_FILES, probe_file, run_probes
+    from genomod.utils import atomic_path
+
+    if probes is None:
+        probes = probes_dir()
+        if not probes.is_dir():
+            raise InputError(f"shipped probe folder {probes} not found; pass --probes DIR")
+    elif not probes.is_dir():
+        raise InputError(f"{probes}: probe folder not found")
+    if not any(probe_file(probes, f) for f in PROBE_FILES.values()):
+        raise InputError(f"{probes}: no probe files (expected {', '.join(PROBE_FILES.values())})")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_probes(model, probes, mode=mode, rc=rc, window=window, max_records=max_records,
+                        max_variants_per_class=max_variants_per_class, seed=seed, n_boot=n_boot,
+                        batch_size=batch_size, device=device)
+    with atomic_path(out / "probes.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    click.echo(_probes_table(result))
+    click.echo(f"wrote probes.json to {out}")
+
+
+def _probes_table(result: dict[str, Any]) -> str:
+    """A short plain-text summary of run_probes' result."""
+
+    def num(v: float | None, fmt: str = ".3f") -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    def row(name: str, m: dict[str, Any]) -> str:
+        ci = f" [{num(m['auroc_lo'])}, {num(m['auroc_hi'])}]" if m.get("auroc_lo") is not None else ""
+        return (f"{name:<20} {m['n_pos']:>7} {m['n_neg']:>7}  {num(m['auroc'])}{ci:<16}  "
+                f"{num(m['mean_delta_pos'], '+.3f'):>8} {num(m['mean_delta_neg'], '+.3f'):>8}")
+
+    s = result["settings"]
+    lines = [f"model {s['model']}, mode {s['mode']}, rc {s['rc']}, window {s['window']}"]
+    probes = result["probes"]
+    if "nonsense" in probes or "splice" in probes:
+        lines.append(f"{'probe (-delta)':<20} {'n_pos':>7} {'n_neg':>7}  {'AUROC [95% CI]':<21}  "
+                     f"{'dpos':>8} {'dneg':>8}")
+    if "nonsense" in probes:
+        lines.append(row("nonsense vs syn", probes["nonsense"]["overall"]))
+    if "splice" in probes:
+        sp = probes["splice"]
+        lines.append(row("splice", sp["overall"]))
+        for site in ("donor", "acceptor"):
+            lines.append(row(f"  {site}", sp["by_site"][site]))
+    if "perplexity" in probes:
+        p = probes["perplexity"]
+        text = f"perplexity: model {num(p['model']['perplexity'])} ({p['n_targets']} nt)"
+        if "best_markov_order" in p:
+            verdict = "model better" if p["model_beats_best_markov"] else "Markov better"
+            text += (f" vs best Markov order {p['best_markov_order']} {num(p['best_markov_perplexity'])}: "
+                     f"{verdict}")
+        lines.append(text)
+    for name, why in result["skipped"].items():
+        lines.append(f"skipped {name}: {why}")
+    return "\n".join(lines)

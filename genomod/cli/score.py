@@ -164,6 +164,19 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
 )
 @click.option("--shard", default=None, help="K/N: only the K-th of N contiguous blocks of records.")
 @click.option("--head", "head_path", default=None, help="Supervised head file (genomod.heads.load_head).")
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="Also write background-calibrated scores (GENOMOD_*_CAL, *_cal columns) from the model's "
+    "calibration.tsv (built with `genomod calibrate`).",
+)
+@click.option(
+    "--calibration",
+    "calibration_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Calibration table to use instead of the model's calibration.tsv (implies --calibrate).",
+)
 def score(
     input_path: Path,
     reference: Path,
@@ -179,6 +192,8 @@ def score(
     regions: Path | None,
     shard: str | None,
     head_path: str | None,
+    calibrate: bool,
+    calibration_path: Path | None,
 ) -> None:
     """Score every ALT allele of a VCF and write it back annotated with GENOMOD_* INFO fields."""
     from genomod.io import IntervalIndex, ReferenceGenome, VcfReader, read_bed, read_variants
@@ -207,8 +222,17 @@ def score(
         lo, hi = shard_range(*shard_kn, n_records)
         total = hi - lo
     scorer = VariantScorer(
-        model, ref, device=device, window=window, batch_size=batch_size, rc=rc, strict=strict
+        model,
+        ref,
+        device=device,
+        window=window,
+        batch_size=batch_size,
+        rc=rc,
+        strict=strict,
+        calibrate=calibrate,
+        calibration=calibration_path,
     )
+    scorer.check_calibration(mode)
 
     def selected(rec_index: int, chrom: str, pos: int, ref_allele: str | None) -> bool:
         if not lo <= rec_index < hi:
@@ -231,7 +255,7 @@ def score(
     n_records = 0
     start = time.perf_counter()
     vf = VcfReader(input_path)
-    add_header(vf.header, columns, scorer.model_name, mode, scorer.window, rc)
+    add_header(vf.header, columns, scorer.model_name, mode, scorer.window, rc, scorer.calibration)
     with contextlib.ExitStack() as stack:
         stack.callback(vf.close)
         tmp_vcf = stack.enter_context(atomic_path(output, suffix=".vcf.gz" if gz else ""))

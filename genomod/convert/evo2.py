@@ -238,10 +238,6 @@ def _to_model(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> HybridModel
     with torch.device("meta"):
         model = HybridModel(cfg)
     model.load_state_dict(tensors, assign=True, strict=True)
-    for module in model.modules():  # non-persistent rotary buffers were created on meta
-        if hasattr(module, "inv_freq"):
-            d, base = module.head_dim, module.base
-            module.inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
     return model
 
 

@@ -124,14 +124,19 @@ def default_layers(model: Any) -> list[str]:
 
 def score_brca1(df: pd.DataFrame, model: str = "default", mode: str = "exact", window: int | None = None,
                 rc: bool = False, device: str = "auto", batch_size: int = 8,
-                reference: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Any]:
-    """Score the table with VariantScorer against the shipped reference; returns (scores, scorer)."""
+                reference: str | os.PathLike | None = None, calibrate: bool = False) -> tuple[pd.DataFrame, Any]:
+    """Score the table with VariantScorer against the shipped reference; returns (scores, scorer).
+
+    ``calibrate``: also the background-calibrated columns (``*_cal``) from the model's calibration.tsv.
+    """
     from genomod.scoring import VariantScorer
 
     ref = Path(reference) if reference is not None else brca1_reference_path()
     if not ref.is_file():
         raise InputError(f"{ref}: reference FASTA not found")
-    scorer = VariantScorer(model=model, reference=ref, device=device, window=window, batch_size=batch_size, rc=rc)
+    scorer = VariantScorer(model=model, reference=ref, device=device, window=window, batch_size=batch_size, rc=rc,
+                           calibrate=calibrate)
+    scorer.check_calibration(mode)
     scores = scorer.score(df[list(KEYS)], mode=mode)
     return scores, scorer
 
@@ -140,8 +145,13 @@ def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "e
               rc: bool = False, heads: bool = False, layers: Sequence[str] | None = None,
               scores_tsv: str | os.PathLike | None = None, task: str = "lof_vs_rest", n_boot: int = 1000,
               seed: int = 0, device: str = "auto", batch_size: int = 8, table: str | os.PathLike | None = None,
-              head_kind: str = "logistic", n_splits: int = 5, block_size: int = 100) -> dict[str, Any]:
-    """Score (or read precomputed scores), evaluate against the baselines, optionally fit heads; write a report."""
+              head_kind: str = "logistic", n_splits: int = 5, block_size: int = 100,
+              calibrate: bool = False) -> dict[str, Any]:
+    """Score (or read precomputed scores), evaluate against the baselines, optionally fit heads; write a report.
+
+    ``calibrate``: also evaluate the background-calibrated scores (``-delta_*_cal``, raw minus the model's
+    mean score in the same 5-base context and ALT; genomod.scoring.calibration) beside the raw ones.
+    """
     from genomod.eval.baselines import with_baselines
     from genomod.eval.metrics import TASKS, ScoreSpec, task_labels
     from genomod.eval.report import run_report
@@ -150,14 +160,17 @@ def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "e
         raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     if mode not in ("exact", "fast"):
         raise ConfigError(f"unknown scoring mode {mode!r}; use exact or fast")
+    if calibrate and scores_tsv is not None:
+        raise ConfigError("--calibrate needs the model's own scores: it cannot be combined with --scores-tsv "
+                          "(write calibrated columns with `genomod score --calibrate --tsv` instead)")
     df = load_brca1(table)
     scorer = None
     if scores_tsv is not None:
         pre = read_scores_tsv(scores_tsv)
         df = merge_scores(df, pre, source=str(scores_tsv))
     else:
-        scores, scorer = score_brca1(df, model, mode, window, rc, device, batch_size)
-        cols = [c for c in ("delta_ll_mean", "delta_ll_sum", "delta_fast") if c in scores.columns]
+        scores, scorer = score_brca1(df, model, mode, window, rc, device, batch_size, calibrate=calibrate)
+        cols = [c for c in scorer.score_columns(mode) if c in scores.columns]  # raw, each followed by *_cal
         keep = scores[list(KEYS) + cols + [c for c in ("status", "reason") if c in scores.columns]]
         df = merge_scores(df, keep.rename(columns={"status": "score_status", "reason": "score_reason"}),
                           cols, source="VariantScorer")
@@ -193,6 +206,8 @@ def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "e
         extra={"task": task, "model": str(model), "mode": mode, "rc": rc,
                "window": scorer.window if scorer is not None else window,
                "scores_tsv": None if scores_tsv is None else str(scores_tsv),
-               "heads": None if head_result is None else head_result["summary"]},
+               "heads": None if head_result is None else head_result["summary"],
+               "calibration": None if scorer is None or scorer.calibration is None
+               else scorer.calibration.summary()},
     )
     return result

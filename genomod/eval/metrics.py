@@ -26,7 +26,10 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 #: Zero-shot model score columns whose sign must be flipped (negative = damaging).
-NEGATIVE_IS_DAMAGING = ("delta_ll_mean", "delta_ll_sum", "delta_fast")
+# raw zero-shot scores and their background-calibrated versions (genomod.scoring.calibration)
+NEGATIVE_IS_DAMAGING = (
+    "delta_ll_mean", "delta_ll_sum", "delta_fast", "delta_ll_mean_cal", "delta_ll_sum_cal", "delta_fast_cal",
+)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,13 @@ def run_report(df: pd.DataFrame, score_columns: Sequence[str | ScoreSpec], label
                f"{h.get('n_excluded')}; final head (layer {h.get('final_layer')}) saved in heads/head/. "
                "Fold assignment and out-of-fold predictions: heads/folds.tsv; calibration: heads/reliability.png.",
                ""]
+    if extra and extra.get("calibration"):
+        c = extra["calibration"]
+        md += ["## Background calibration", "",
+               "`*_cal` scores are the raw score minus the model's mean score at background sites with the same "
+               "5-base reference context (pos-2..pos+2, forward strand) and ALT "
+               f"(table {c.get('file') or 'in memory'}: {c.get('n_sites')} sites, window {c.get('window')}, "
+               f"back-off below {c.get('min_count')} sites per cell: 5-mer, then 3-mer, then 1-base).", ""]
     if figures:
         md += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     with atomic_path(out / "report.md") as tmp:

@@ -1,5 +1,6 @@
-"""Building blocks of the hybrid model: RMSNorm, gated MLP, Hyena-SE/MR/LI and rotary attention.
+"""Building blocks of the hybrid model: RMSNorm, gated MLP, the Hyena block and rotary attention.
 
+The Hyena operators themselves (shared featurizer + Hyena-SE/MR/LI) live in ``genomod.model.hyena``.
 Module and parameter names mirror Evo 2's reference code (vortex ``StripedHyena``), so that Evo 2 state
 dicts load 1:1 and layer names such as ``blocks.26.mlp.l3`` mean the same thing in both.
 """
@@ -10,13 +11,11 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from genomod.model.config import ModelConfig
+from genomod.model.hyena import HYENA_OPERATORS, HyenaOperator, LayerState
 from genomod.ops import reference as ref
-from genomod.ops.attention import causal_attention
-
-LayerState = dict[str, torch.Tensor]
+from genomod.ops.attention import attention_backend, causal_attention, requested_backend
 
 
 class RMSNorm(nn.Module):
@@ -49,124 +48,8 @@ class GatedMLP(nn.Module):
         return self.l3(self.act(self.l1(x)) * self.l2(x))
 
 
-class HyenaFilter(nn.Module):
-    """The Hyena cascade inside a block (vortex ``HyenaCascade``): featurizer conv, gates, inner filter.
-
-    - Hyena-SE (Ku et al. 2025): explicit short inner filter ``h`` (groups, 1, ~7), conv1d orientation.
-    - Hyena-MR: explicit medium filter ``h`` (groups, 1, ~128) + skip ``D``, optional exp-decay regulariser.
-    - Hyena-LI: implicit modal filter ``h[t] = sum_s R_s exp(log_pole_s * t)`` + skip ``D``, FFT conv.
-    Filters are shared by groups of ``hidden_size / groups`` consecutive channels.
-    """
-
-    def __init__(self, cfg: ModelConfig, kind: str) -> None:
-        super().__init__()
-        self.cfg, self.kind = cfg, kind
-        d = cfg.hidden_size
-        self.short_filter_weight = nn.Parameter(torch.empty(3 * d, 1, cfg.short_filter_length))
-        self.short_filter_bias = nn.Parameter(torch.zeros(3 * d)) if cfg.short_filter_bias else None
-        if kind == "SE":
-            self.groups, self.length = cfg.se_filter_groups, cfg.se_filter_length
-            self.h = nn.Parameter(torch.empty(self.groups, 1, self.length))
-            self.D = None
-        elif kind == "MR":
-            self.groups, self.length = cfg.mr_filter_groups, cfg.mr_filter_length
-            self.h = nn.Parameter(torch.empty(self.groups, 1, self.length))
-            self.D = nn.Parameter(torch.zeros(d))
-        elif kind == "LI":
-            self.groups, self.length = cfg.li_filter_groups, None
-            self.log_poles = nn.Parameter(torch.empty(self.groups, cfg.li_state_size, 1, dtype=torch.float32))
-            self.residues = nn.Parameter(torch.empty(self.groups, cfg.li_state_size, dtype=torch.float32))
-            self.D = nn.Parameter(torch.zeros(d))
-        else:
-            raise ValueError(kind)
-
-    # -- filters per channel --------------------------------------------------------------------
-    def _per_channel(self, x: torch.Tensor) -> torch.Tensor:
-        rep = self.cfg.hidden_size // self.groups
-        return x.repeat_interleave(rep, dim=0) if rep > 1 else x
-
-    def explicit_filter(self) -> torch.Tensor:
-        """SE/MR filter per channel, (C, K); MR includes the decay regulariser when configured."""
-        h = self.h.reshape(self.groups, -1)
-        if self.kind == "MR" and self.cfg.mr_filter_decay > 0:
-            t = torch.arange(self.length, device=h.device, dtype=torch.float32)
-            h = h * torch.exp(-self.cfg.mr_filter_decay * t / self.length).to(h.dtype)
-        return self._per_channel(h)
-
-    def modal_params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """LI log-poles and residues per channel, (C, state) each, float32."""
-        lp = self.log_poles.reshape(self.groups, -1).float()
-        return self._per_channel(lp), self._per_channel(self.residues.float())
-
-    # -- forward --------------------------------------------------------------------------------
-    def _split(self, z: torch.Tensor) -> torch.Tensor:
-        """Reorder featurized channels into [x2, x1, v] blocks (interleave, then column or plain split)."""
-        if self.cfg.interleave:
-            z = torch.cat([z[:, 0::3], z[:, 1::3], z[:, 2::3]], dim=1)
-        if self.cfg.column_split_hyena:
-            b, _, length = z.shape
-            hd, nh = self.cfg.head_dim, self.cfg.num_attention_heads
-            z = z.reshape(b, nh, 3, hd, length).transpose(1, 2).reshape(b, 3 * nh * hd, length)
-        return z
-
-    def forward(self, z: torch.Tensor, state: LayerState | None = None, use_cache: bool = False
-                ) -> tuple[torch.Tensor, LayerState | None]:
-        """``z`` (B, L, 3C) projections -> (B, L, C); carries FIR/modal state when ``use_cache``."""
-        state = state or {}
-        zt = z.transpose(1, 2)
-        ks = self.cfg.short_filter_length
-        zf = ref.causal_depthwise_conv(zt, self.short_filter_weight, self.short_filter_bias, state.get("fir"))
-        new: LayerState = {}
-        if use_cache and ks > 1:
-            new["fir"] = _tail(state.get("fir"), zt, ks - 1)
-        zf = self._split(zf)
-        c = zf.shape[1] // 3
-        x2, x1, v = zf[:, :c], zf[:, c : 2 * c], zf[:, 2 * c :]
-        if not use_cache and not state:  # no-cache path: fused kernels when selected (genomod.ops.dispatch)
-            from genomod.ops.dispatch import fused_hyena
-
-            fused = fused_hyena(self, x2, x1, v)
-            if fused is not None:
-                return fused.transpose(1, 2), None
-        u = x1 * v
-        if self.kind == "SE":
-            y = ref.causal_depthwise_conv(u, self.explicit_filter(), state=state.get("inner")).float()
-            if use_cache:
-                new["inner"] = _tail(state.get("inner"), u, self.length - 1)
-        elif self.kind == "MR":
-            h = self.explicit_filter()
-            prev = state.get("inner")
-            if prev is None:
-                y = ref.fft_causal_conv(u, h)
-            else:
-                y = ref.fft_causal_conv(torch.cat([prev, u], dim=-1), h)[..., prev.shape[-1]:]
-            y = y + u.float() * self.D.float()[None, :, None]
-            if use_cache:
-                new["inner"] = _tail(prev, u, self.length - 1)
-        else:
-            lp, res = self.modal_params()
-            y = ref.fft_causal_conv(u, ref.modal_filter(lp, res, u.shape[-1]))
-            if "modal" in state:
-                y = y + ref.modal_state_contribution(state["modal"], lp, res, u.shape[-1])
-            y = y + u.float() * self.D.float()[None, :, None]
-            if use_cache:
-                new["modal"] = ref.modal_state_update(state.get("modal"), u, lp)
-        y = y.to(z.dtype) * x2
-        return y.transpose(1, 2), (new if use_cache else None)
-
-
-def _tail(prev: torch.Tensor | None, x: torch.Tensor, n: int) -> torch.Tensor:
-    """Last ``n`` time steps of ``cat(prev, x)``, zero-padded on the left when fewer exist."""
-    if n <= 0:
-        return x[..., :0]
-    full = x if prev is None else torch.cat([prev, x], dim=-1)
-    if full.shape[-1] < n:
-        full = F.pad(full, (n - full.shape[-1], 0))
-    return full[..., -n:].detach()
-
-
 class HyenaBlock(nn.Module):
-    """Pre-norm residual block: ``u + out(HyenaFilter(proj(norm u)))`` then ``+ MLP(norm)``."""
+    """Pre-norm residual block: ``u + out(HyenaOperator(proj(norm u)))`` then ``+ MLP(norm)``."""
 
     def __init__(self, cfg: ModelConfig, layer_idx: int, kind: str) -> None:
         super().__init__()
@@ -174,7 +57,7 @@ class HyenaBlock(nn.Module):
         self.kind = kind
         self.pre_norm, self.post_norm = RMSNorm(d, cfg.norm_eps), RMSNorm(d, cfg.norm_eps)
         self.projections = nn.Linear(d, 3 * d, bias=cfg.qkv_proj_bias)
-        self.filter = HyenaFilter(cfg, kind)
+        self.filter = HYENA_OPERATORS[kind](cfg)
         self.out_filter_dense = nn.Linear(d, d, bias=cfg.hyena_out_proj_bias)
         self.mlp = GatedMLP(cfg, layer_idx)
 
@@ -186,13 +69,14 @@ class HyenaBlock(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """RoPE (GPT-NeoX half rotation) with linear position interpolation and base-frequency scaling."""
+    """RoPE (GPT-NeoX half rotation) with linear position interpolation and base-frequency scaling.
+
+    No state: the tables are computed per call from the positions (``reference.rotary_cos_sin``).
+    """
 
     def __init__(self, head_dim: int, base: float, scaling_factor: float = 1.0) -> None:
         super().__init__()
         self.head_dim, self.base, self.scaling_factor = head_dim, base, scaling_factor
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         pos = torch.arange(offset, offset + q.shape[1], device=q.device)
@@ -201,7 +85,11 @@ class RotaryEmbedding(nn.Module):
 
 
 class MHA(nn.Module):
-    """Causal multi-head self-attention with rotary embeddings, through SDPA or flash-attn."""
+    """Causal multi-head self-attention with rotary embeddings, through SDPA or flash-attn.
+
+    The backend request (``GENOMOD_ATTENTION``) is read once at build; the backend per (device, dtype) is
+    chosen on first use or by ``resolve_backend`` and kept.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -210,6 +98,14 @@ class MHA(nn.Module):
         self.Wqkv = nn.Linear(d, 3 * d, bias=cfg.qkv_proj_bias)
         self.out_proj = nn.Linear(d, d, bias=cfg.mha_out_proj_bias)
         self.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.rotary_base, cfg.rotary_scaling_factor)
+        self.attention_request = requested_backend()
+        self._backends: dict[tuple[torch.device, torch.dtype], str] = {}
+
+    def resolve_backend(self, device: torch.device | str, dtype: torch.dtype) -> str:
+        """Choose (and keep) the attention backend for activations on ``device`` with ``dtype``."""
+        backend = attention_backend(device, dtype, self.attention_request)
+        self._backends[(torch.device(device), dtype)] = backend
+        return backend
 
     def forward(self, x: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
                 offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
@@ -220,7 +116,8 @@ class MHA(nn.Module):
         if state:
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
-        out = causal_attention(q, k, v).reshape(b, length, -1)
+        backend = self._backends.get((q.device, q.dtype)) or self.resolve_backend(q.device, q.dtype)
+        out = causal_attention(q, k, v, backend).reshape(b, length, -1)
         return self.out_proj(out), ({"k": k.detach(), "v": v.detach()} if use_cache else None)
 
 
@@ -261,28 +158,5 @@ def init_weights(model: nn.Module, cfg: ModelConfig) -> None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, std)
-        elif isinstance(module, HyenaFilter):
-            ks = cfg.short_filter_length
-            if cfg.init == "vortex":
-                module.short_filter_weight.normal_()
-            else:
-                # near-identity featurizer: current position dominates, small mixing of the previous ones
-                module.short_filter_weight.normal_(0.0, 0.1)
-                module.short_filter_weight[..., ks - 1] += 1.0
-            if module.kind in ("SE", "MR"):
-                if cfg.init == "vortex":
-                    module.h.normal_()
-                else:
-                    module.h.normal_(0.0, 1.0 / math.sqrt(module.length))
-            else:
-                s = cfg.li_state_size
-                if cfg.init == "vortex":
-                    module.log_poles.normal_()
-                    module.residues.normal_()
-                else:
-                    # decay rates spread log-uniformly from 1/2 to 1/(16 * max_seqlen) per step
-                    rates = torch.logspace(math.log10(0.5), math.log10(1.0 / (16 * cfg.max_seqlen)), s)
-                    module.log_poles.copy_((-rates)[None, :, None].expand(module.groups, s, 1))
-                    # each mode's filter has about unit L2 norm whatever its decay (||exp(-r t)|| ~ 1/sqrt(2r))
-                    module.residues.normal_(0.0, 1.0 / math.sqrt(s))
-                    module.residues.mul_(torch.sqrt(2 * rates)[None, :])
+        elif isinstance(module, HyenaOperator):
+            module.init_weights(cfg.init, cfg.max_seqlen)

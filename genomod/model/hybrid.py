@@ -84,6 +84,20 @@ class HybridModel(nn.Module):
     def device(self) -> torch.device:
         return self.embedding_layer.weight.device
 
+    def resolve_backends(self) -> HybridModel:
+        """Choose every layer's kernels (Hyena operators, attention) for the current device and dtype now.
+
+        ``build_model`` and ``load_model`` call it, so that fallbacks are logged at load time; a layer that
+        meets another device or dtype later chooses once more, and ``genomod.ops.dispatch.set_kernels``
+        re-chooses for all. Nothing is looked up per forward.
+        """
+        dev, dtype = self.device, self.embedding_layer.weight.dtype
+        if dev.type != "meta":
+            for module in self.modules():
+                if module is not self and hasattr(module, "resolve_backend"):
+                    module.resolve_backend(dev, dtype)
+        return self
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         w = self.embedding_layer.weight if self.unembed is None else self.unembed.weight
         return F.linear(x, w).float()
@@ -191,4 +205,6 @@ def build_model(config: ModelConfig | str, device: str | torch.device = "cpu",
         with torch.device("meta"):
             return HybridModel(cfg)
     model = HybridModel(cfg).to(device)
-    return model.to_dtype(dtype) if dtype is not None else model
+    if dtype is not None:
+        model.to_dtype(dtype)
+    return model.resolve_backends()

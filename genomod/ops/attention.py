@@ -1,11 +1,14 @@
 """Attention dispatch: flash-attn when installed and usable, else PyTorch SDPA (flash/mem-efficient/math).
 
-One interface, ``causal_attention(q, k, v)``; the active backend is reported by ``attention_backend()``
-and shown in ``genomod info``. ``GENOMOD_ATTENTION=sdpa|flash`` forces a choice.
+One operator, ``causal_attention(q, k, v, backend)``, where ``backend`` ("flash-attn" or "sdpa") was
+chosen beforehand by ``attention_backend(device, dtype, requested)``; ``GENOMOD_ATTENTION=sdpa|flash``
+forces a choice and is read by ``requested_backend()`` when a model is built, never per call. The active
+backend is shown in ``genomod info``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -15,32 +18,39 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-_FLASH = None
 QUERY_BLOCK = 1024
+_warned: set[str] = set()
 
 
+@functools.cache
 def flash_attn_available() -> bool:
-    """True when the optional flash-attn package is importable (it is never required)."""
+    """True when the optional flash-attn package is importable (it is never required); checked once."""
     return importlib.util.find_spec("flash_attn") is not None
 
 
+@functools.cache
 def _flash_fn():
-    global _FLASH
-    if _FLASH is None:
-        from flash_attn import flash_attn_func  # optional extra, imported only when present
+    from flash_attn import flash_attn_func  # optional extra, imported only when present
 
-        _FLASH = flash_attn_func
-    return _FLASH
+    return flash_attn_func
 
 
-def attention_backend(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> str:
-    """Which backend ``causal_attention`` will use for tensors on ``device`` with ``dtype``."""
-    want = os.environ.get("GENOMOD_ATTENTION", "auto").lower()
+def requested_backend() -> str:
+    """``GENOMOD_ATTENTION`` (``auto``, ``sdpa`` or ``flash``; default ``auto``), read when a model is built."""
+    return os.environ.get("GENOMOD_ATTENTION", "auto").lower()
+
+
+def attention_backend(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                      requested: str | None = None) -> str:
+    """Which backend ``causal_attention`` should use on ``device`` with ``dtype`` ("flash-attn" or "sdpa").
+
+    ``requested`` defaults to ``requested_backend()``; an unmet ``flash`` request is logged once.
+    """
+    want = requested or requested_backend()
     dev = torch.device(device)
-    flash_ok = (
-        flash_attn_available() and dev.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
-    )
-    if want == "flash" and not flash_ok:
+    flash_ok = dev.type == "cuda" and dtype in (torch.float16, torch.bfloat16) and flash_attn_available()
+    if want == "flash" and not flash_ok and want not in _warned:
+        _warned.add(want)
         log.warning("GENOMOD_ATTENTION=flash but flash-attn cannot run here (not installed, not CUDA, or fp32); "
                     "using PyTorch SDPA")
     if want in ("auto", "flash") and flash_ok:
@@ -48,13 +58,14 @@ def attention_backend(device: torch.device | str = "cpu", dtype: torch.dtype = t
     return "sdpa"
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
     """Causal attention for q (B, Lq, H, D) against k, v (B, Lk, H, D), Lk >= Lq, queries at the end.
 
-    Returns (B, Lq, H, D). When Lk > Lq (a KV cache) the causal mask is aligned to the bottom right.
+    ``backend`` is "sdpa" or "flash-attn" (from ``attention_backend``). Returns (B, Lq, H, D). When
+    Lk > Lq (a KV cache) the causal mask is aligned to the bottom right.
     """
     lq, lk = q.shape[1], k.shape[1]
-    if attention_backend(q.device, q.dtype) == "flash-attn":
+    if backend == "flash-attn":
         return _flash_fn()(q, k, v, causal=True)  # bottom-right aligned causal mask for lq != lk
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
     if lq == lk:
@@ -62,7 +73,8 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     else:
         # queries at the end of a longer key sequence (K/V cache): bottom-right causal mask, processed in
         # query blocks so that backends which materialise scores (CPU math path) hold at most
-        # heads x QUERY_BLOCK x Lk of them
+        # heads x QUERY_BLOCK x Lk of them. Imported here, not at the top: torch.nn.attention.bias imports
+        # triton, which must not happen before a caller sets TRITON_INTERPRET (CPU kernel tests)
         from torch.nn.attention.bias import causal_lower_right
 
         parts = []

@@ -2,7 +2,7 @@
 
 ``y = x2 * (fft_conv(x1 * v, h) + D * x1 * v)`` with the implicit modal filter
 ``h[c, t] = sum_s R[c, s] exp(log_pole[c, s] * t)`` (``reference.modal_filter``: one mode at a time,
-never a (C, state, L) tensor). Differences from the reference composition, all exact in float32:
+never a (C, state, L) tensor). Differences from the reference (``reference.hyena_li_ref``), all exact in float32:
 
 - a custom ``autograd.Function`` that saves only its inputs (x2, x1, v, poles, residues, D) and
   recomputes the FFTs in backward, instead of autograd keeping ``u``, ``rfft(u)``, the filter, its FFT,
@@ -90,7 +90,12 @@ class LongConvGate(torch.autograd.Function):
 def long_conv_gate(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, log_poles: torch.Tensor,
                    residues: torch.Tensor, D: torch.Tensor,
                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
-    """Hyena-LI ``x2 * (conv(x1 v, modal_filter) + D x1 v)``; poles/residues (C, state) per channel."""
+    """Hyena-LI ``x2 * (conv(x1 v, modal_filter) + D x1 v)``: the twin of ``reference.hyena_li_ref``.
+
+    x2, x1, v: (B, C, L); log_poles (G, S) or (G, S, 1) and residues (G, S) per group of C // G channels
+    (G = C: per channel); D: (C,). ``chunk_bytes`` bounds the spectra held per channel chunk.
+    Returns (B, C, L) in x2's dtype.
+    """
     lp = log_poles.reshape(log_poles.shape[0], -1)
     res = residues.reshape(residues.shape[0], -1)
     bsz, c, length = x2.shape
@@ -99,17 +104,3 @@ def long_conv_gate(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, log_pole
         lp, res = lp.repeat_interleave(rep, 0), res.repeat_interleave(rep, 0)
     return LongConvGate.apply(x2, x1, v, lp, res, D, _chunk_channels(bsz, c, length, chunk_bytes))
 
-
-def long_conv_gate_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, log_poles: torch.Tensor,
-                       residues: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
-    """The reference composition (as in ``HyenaFilter.forward``), for tests and benchmarks."""
-    from genomod.ops.reference import fft_causal_conv
-
-    lp = log_poles.reshape(log_poles.shape[0], -1)
-    res = residues.reshape(residues.shape[0], -1)
-    if lp.shape[0] != x2.shape[1]:
-        rep = x2.shape[1] // lp.shape[0]
-        lp, res = lp.repeat_interleave(rep, 0), res.repeat_interleave(rep, 0)
-    u = x1 * v
-    y = fft_causal_conv(u, modal_filter(lp, res, u.shape[-1])) + u.float() * D.float()[None, :, None]
-    return y.to(x2.dtype) * x2

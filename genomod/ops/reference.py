@@ -2,6 +2,21 @@
 
 Shapes: ``x`` is (batch, channels, length) for convolutions. All convolutions are causal. Each function
 computes in float32 and returns the input dtype, as Evo 2's reference inference code (vortex) does.
+
+The three Hyena inner operators, one reference per kind, each with the signature of its fused twin:
+
+=========  ==========================================  ===============================================
+kind       reference                                   fused twin
+=========  ==========================================  ===============================================
+Hyena-SE   ``hyena_se_ref(x2, x1, v, h)``              ``triton_short_conv.short_conv_gate``
+Hyena-MR   ``hyena_mr_ref(x2, x1, v, h, D)``           ``triton_blocked_conv.blocked_conv_gate``
+Hyena-LI   ``hyena_li_ref(x2, x1, v, log_poles,        ``long_conv.long_conv_gate``
+           residues, D)``
+=========  ==========================================  ===============================================
+
+They are what the model's no-cache forward runs when the reference kernels are selected and what the
+parity tests compare the fused twins with. The cached (chunked) path composes the lower-level helpers
+below (``causal_depthwise_conv`` with state, ``fft_causal_conv``, ``modal_state_*``).
 """
 
 from __future__ import annotations
@@ -128,29 +143,62 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * c + torch.cat([-x2, x1], dim=-1) * s
 
 
-def hyena_cascade(
-    z: torch.Tensor,
-    kind: str,
-    h: torch.Tensor | None = None,
-    D: torch.Tensor | None = None,
-    log_poles: torch.Tensor | None = None,
-    residues: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Inner Hyena operator after the featurizer: ``y = x2 * (filter(x1 * v) + D * x1 * v)``.
+# ---- Hyena inner operators ------------------------------------------------------------------------
+def per_channel(p: torch.Tensor, channels: int) -> torch.Tensor:
+    """Per-group parameters (G, ...) -> per channel (C, ...): group g serves channels [g C/G, (g+1) C/G)."""
+    rep = channels // p.shape[0]
+    return p.repeat_interleave(rep, dim=0) if rep > 1 else p
 
-    ``z`` is (B, 3C, L) already split-ordered as [x2, x1, v]; returns (B, C, L) in z's dtype.
-    ``h`` per channel: SE (C, K) conv1d orientation; MR (C, K) time orientation; LI from poles/residues.
+
+def hyena_se_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Hyena-SE inner operator ``y = x2 * conv(x1 * v, h)`` (explicit short filter, no skip term).
+
+    Arguments:
+        x2, x1, v: (B, C, L), the split featurizer outputs (gate, gate, value).
+        h: (G, K) or (G, 1, K), the short filter in ``nn.Conv1d`` orientation
+            (``conv[t] = sum_k h[k] u[t - K + 1 + k]``), shared by groups of C // G consecutive channels.
+    Returns:
+        y: (B, C, L) in x2's dtype; the convolution accumulates in float32.
     """
-    c = z.shape[1] // 3
-    x2, x1, v = z[:, :c], z[:, c : 2 * c], z[:, 2 * c :]
+    h = per_channel(h.reshape(h.shape[0], -1), x2.shape[1])
+    return causal_depthwise_conv(x1 * v, h).float().to(x2.dtype) * x2
+
+
+def hyena_mr_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor,
+                 D: torch.Tensor) -> torch.Tensor:
+    """Hyena-MR inner operator ``y = x2 * (conv(x1 * v, h) + D * x1 * v)`` (explicit medium filter, FFT conv).
+
+    Arguments:
+        x2, x1, v: (B, C, L), the split featurizer outputs (gate, gate, value).
+        h: (G, K) or (G, 1, K), the filter in time orientation (``conv[t] = sum_j h[j] u[t - j]``), shared
+            by groups of C // G consecutive channels (any decay regulariser already applied).
+        D: (C,), the skip connection.
+    Returns:
+        y: (B, C, L) in x2's dtype; the convolution and skip accumulate in float32.
+    """
+    h = per_channel(h.reshape(h.shape[0], -1), x2.shape[1])
     u = x1 * v
-    if kind == "SE":
-        y = causal_depthwise_conv(u, h).float()
-    elif kind == "MR":
-        y = fft_causal_conv(u, h) + u.float() * D.float()[None, :, None]
-    elif kind == "LI":
-        hl = modal_filter(log_poles, residues, z.shape[-1])
-        y = fft_causal_conv(u, hl) + u.float() * D.float()[None, :, None]
-    else:
-        raise ValueError(f"unknown Hyena kind {kind}")
-    return (y.to(z.dtype) * x2)
+    y = fft_causal_conv(u, h) + u.float() * D.float()[None, :, None]
+    return y.to(x2.dtype) * x2
+
+
+def hyena_li_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, log_poles: torch.Tensor,
+                 residues: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """Hyena-LI inner operator ``y = x2 * (conv(x1 * v, h) + D * x1 * v)`` with the implicit modal filter.
+
+    ``h[c, t] = sum_s residues[c, s] * exp(log_poles[c, s] * t)`` over the whole length (``modal_filter``),
+    applied by FFT.
+
+    Arguments:
+        x2, x1, v: (B, C, L), the split featurizer outputs (gate, gate, value).
+        log_poles: (G, S) or (G, S, 1); residues: (G, S): S modes shared by groups of C // G channels.
+        D: (C,), the skip connection.
+    Returns:
+        y: (B, C, L) in x2's dtype; filter, convolution and skip in float32.
+    """
+    c = x2.shape[1]
+    lp = per_channel(log_poles.reshape(log_poles.shape[0], -1).float(), c)
+    res = per_channel(residues.reshape(residues.shape[0], -1).float(), c)
+    u = x1 * v
+    y = fft_causal_conv(u, modal_filter(lp, res, u.shape[-1])) + u.float() * D.float()[None, :, None]
+    return y.to(x2.dtype) * x2

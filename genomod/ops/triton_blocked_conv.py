@@ -15,7 +15,7 @@ Whole operator: ``y = x2 * (conv(x1 * v, h) + D * x1 * v)``.
   ``gu_i = sum_j T_j^T @ gc_{i+j} + D gc_i``; ``dx1 = gu v``, ``dv = gu x1``; per-program ``dD`` partials.
 - backward kernel 2: per band ``j``: ``dT_j = sum_i gc_i @ u_{i-j}^T`` partials (reduced in torch);
   autograd maps ``dT`` back to ``h`` through the gather.
-``blocked_conv_ref`` is the same blocked algorithm in plain PyTorch (matmuls; useful on CPU too).
+``blocked_conv_torch`` is the same blocked algorithm in plain PyTorch (matmuls; useful on CPU too).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+
+from genomod.ops.triton_short_conv import _common_strides
 
 
 def num_bands(k: int, bt: int) -> int:
@@ -43,7 +45,7 @@ def toeplitz_blocks(h: torch.Tensor, bt: int, nb: int | None = None) -> torch.Te
     return h[:, lag.clamp(0, k - 1)] * valid.to(h.dtype)
 
 
-def blocked_conv_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor, D: torch.Tensor,
+def blocked_conv_torch(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor, D: torch.Tensor,
                      block: int = 64) -> torch.Tensor:
     """Plain-PyTorch blocked Hyena-MR ``x2 * (conv(x1 v, h) + D x1 v)``, h (G, K) per group, x2's dtype."""
     bsz, c, length = x2.shape
@@ -199,8 +201,6 @@ class BlockedConvGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, t: torch.Tensor,
                 D: torch.Tensor) -> torch.Tensor:
-        from genomod.ops.triton_short_conv import _common_strides
-
         bsz, c, length = x2.shape
         g, nb, bt, _ = t.shape
         gs = c // g
@@ -248,7 +248,11 @@ def default_block(k: int, length: int) -> int:
 
 def blocked_conv_gate(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor, D: torch.Tensor,
                       block: int | None = None) -> torch.Tensor:
-    """Fused Hyena-MR ``x2 * (conv(x1 v, h) + D x1 v)``; ``h`` (G, K) time orientation per channel group."""
+    """Fused Hyena-MR ``x2 * (conv(x1 v, h) + D x1 v)``: the twin of ``reference.hyena_mr_ref``.
+
+    x2, x1, v: (B, C, L); h: (G, K) or (G, 1, K), time orientation, per group of C // G channels; D: (C,).
+    ``block`` (a power of two >= 16) is the time tile; default ``default_block``. Returns (B, C, L) in x2's dtype.
+    """
     if h.dim() == 3:
         h = h.reshape(h.shape[0], -1)
     length = x2.shape[-1]

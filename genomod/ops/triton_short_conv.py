@@ -132,7 +132,11 @@ class ShortConvGate(torch.autograd.Function):
 
 
 def short_conv_gate(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """``x2 * causal_depthwise_conv(x1 * v, h)`` with ``h`` (G, K) per channel group; x2's dtype out."""
+    """Fused Hyena-SE ``x2 * conv(x1 * v, h)``: the twin of ``reference.hyena_se_ref`` (same arguments, shapes).
+
+    x2, x1, v: (B, C, L); h: (G, K<=16) or (G, 1, K), conv1d orientation, per group of C // G channels.
+    Returns (B, C, L) in x2's dtype (float32 accumulation).
+    """
     if h.dim() == 3:
         h = h.reshape(h.shape[0], -1)
     if h.shape[1] > MAX_K:
@@ -140,15 +144,6 @@ def short_conv_gate(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torc
     if x2.shape[1] % h.shape[0]:
         raise ValueError(f"{h.shape[0]} filter groups do not divide {x2.shape[1]} channels")
     return ShortConvGate.apply(x2, x1, v, h)
-
-
-def short_conv_gate_ref(x2: torch.Tensor, x1: torch.Tensor, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Plain-PyTorch equivalent (reference ops, per-group filter repeated over channels)."""
-    from genomod.ops.reference import causal_depthwise_conv
-
-    h = h.reshape(h.shape[0], -1)
-    hc = h.repeat_interleave(x2.shape[1] // h.shape[0], dim=0)
-    return causal_depthwise_conv(x1 * v, hc).float().to(x2.dtype) * x2
 
 
 def is_interpreted() -> bool:

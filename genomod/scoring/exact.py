@@ -67,37 +67,63 @@ def _suffix_ll(logits: torch.Tensor, first_logp: torch.Tensor, tokens: torch.Ten
     return first.double() + rest.double().sum(-1)
 
 
+SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suffix_batch is not given
+
+
 @torch.no_grad()
-def exact_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8) -> list[np.ndarray]:
-    """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site."""
+def exact_deltas(
+    model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None
+) -> list[np.ndarray]:
+    """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site.
+
+    The prefixes of ``batch_size`` sites run in one forward (``use_cache``). Their suffix rows are ordered
+    by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
+    continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
+    the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
+    """
     if not sites:
         return []
     device = model.device
     window = len(sites[0].ref_tokens)
     off = window // 2
+    rows_per = max(1, int(suffix_batch or batch_size))
+    if suffix_batch is None:
+        rows_per = max(1, min(rows_per, max(batch_size, SUFFIX_TOKENS // max(1, window - off))))
     results: list[np.ndarray] = []
+    prefix_buf = np.empty((batch_size, off), dtype=np.int64)
     for b0 in range(0, len(sites), batch_size):
         group = sites[b0 : b0 + batch_size]
-        prefix = torch.from_numpy(np.stack([s.ref_tokens[:off] for s in group])).to(device)
-        out = model(prefix, use_cache=True)
+        g = len(group)
+        for i, s in enumerate(group):
+            prefix_buf[i] = s.ref_tokens[:off]
+        out = model(torch.from_numpy(prefix_buf[:g]).to(device), use_cache=True)
         cache = out.cache
         last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        rows = [(i, s.ref_tokens[off:]) for i, s in enumerate(group)]
-        rows += [(i, a[off:]) for i, s in enumerate(group) for a in s.alt_tokens]
-        sums = np.empty(len(rows), dtype=np.float64)
-        for r0 in range(0, len(rows), batch_size):
-            chunk = rows[r0 : r0 + batch_size]
-            idx = [i for i, _ in chunk]
-            toks = torch.from_numpy(np.stack([t for _, t in chunk])).to(device)
-            sub = cache.select(idx)
+        del out
+        # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
+        n_alts = np.array([len(s.alt_tokens) for s in group])
+        site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]
+        site_idx = np.concatenate(site_of)
+        suffix = np.empty((len(site_idx), window - off), dtype=np.int64)
+        r = 0
+        for j, members in enumerate(site_of):
+            for i in members:
+                suffix[r] = (group[i].ref_tokens if j == 0 else group[i].alt_tokens[j - 1])[off:]
+                r += 1
+        toks_all = torch.from_numpy(suffix).to(device)
+        sums = np.empty(len(site_idx), dtype=np.float64)
+        for r0 in range(0, len(site_idx), rows_per):
+            idx = site_idx[r0 : r0 + rows_per]
+            sub = cache if len(idx) == g and (idx == np.arange(g)).all() else cache.select(idx.tolist())
+            toks = toks_all[r0 : r0 + len(idx)]
             logits = model(toks, cache=sub).logits
-            sums[r0 : r0 + len(chunk)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
-        ref_sum = sums[: len(group)]
-        pos = len(group)
-        for i, s in enumerate(group):
-            n = len(s.alt_tokens)
-            results.append(sums[pos : pos + n] - ref_sum[i])
-            pos += n
+            sums[r0 : r0 + len(idx)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
+            del logits, sub
+        slot_start = np.cumsum([0] + [len(m) for m in site_of])
+        for i in range(g):
+            # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
+            alt_rows = [slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
+            results.append(sums[alt_rows] - sums[i])
     return results
 
 

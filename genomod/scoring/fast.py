@@ -8,11 +8,17 @@ its forward window is ``[k*S - S, k*S + S)``, giving every site between S and 2S
 With ``rc`` the reverse strand is read from the mirrored tile ``[k*S, k*S + 2S)`` (reverse-complemented,
 so every site again sees >= S bases of context, from its right) and the two strands' scores are averaged.
 Positions past a contig edge are N.
+
+A tile is the unit of work: ``tile_logprobs`` computes many tiles per forward (forward and RC windows of
+a batch in one call) and keeps only the S rows each tile scores, as (S, 4) log-probabilities over A, C,
+G, T in forward-strand order. ``TileCache`` keeps recent tiles so that records of one tile split over
+several input chunks (dense VCFs, saturation scans) reuse it instead of recomputing the forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +28,9 @@ from genomod.tokenizer import BASE_IDS, encode, reverse_complement
 
 FetchFn = Callable[[str, int, int], str]
 _COMP_IDX = np.array([3, 2, 1, 0])  # A C G T -> T G C A (as indices into ACGT)
+_BASE_IDX = {b: i for i, b in enumerate("ACGT")} | {b: i for i, b in enumerate("acgt")}
+TOKENS_PER_FORWARD = 8192  # default forward size in fast mode (rows x window); larger does not help CPU GEMMs
+TileLP = tuple[np.ndarray, np.ndarray | None]  # forward (S, 4), reverse strand (S, 4) or None
 
 
 def fetch_padded(fetch: FetchFn, contig: str, start: int, end: int, contig_length: int) -> str:
@@ -32,7 +41,151 @@ def fetch_padded(fetch: FetchFn, contig: str, start: int, end: int, contig_lengt
     return "N" * (lo - start) + mid + "N" * (end - hi)
 
 
+def fast_rows(window: int, batch_size: int = 8) -> int:
+    """Forward rows per fast-mode batch: at least ``batch_size``, else ~TOKENS_PER_FORWARD tokens."""
+    return max(int(batch_size), TOKENS_PER_FORWARD // max(1, 2 * (window // 2)))
+
+
+class TileCache:
+    """LRU of computed tiles keyed by (contig, tile), bounded in bytes; one per scoring call (not shared)."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.computed = 0  # tiles computed by forwards through this cache (tests, benchmarks)
+        self.forwards = 0  # model forward calls made through this cache
+        self._data: OrderedDict[tuple[str, int], TileLP] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._data
+
+    def get(self, key: tuple[str, int]) -> TileLP | None:
+        val = self._data.get(key)
+        if val is not None:
+            self._data.move_to_end(key)
+        return val
+
+    def put(self, key: tuple[str, int], val: TileLP) -> None:
+        if key in self._data:
+            return
+        size = sum(a.nbytes for a in val if a is not None)
+        self._data[key] = val
+        self.nbytes += size
+        while self.nbytes > self.max_bytes and len(self._data) > 1:
+            _, old = self._data.popitem(last=False)
+            self.nbytes -= sum(a.nbytes for a in old if a is not None)
+
+
+def _tile_tokens(fetch: FetchFn, contig: str, contig_length: int, tiles: Sequence[int], half: int) -> np.ndarray:
+    """Token windows ``[k*S - S, k*S + S)`` of the ``tiles`` (in order), one fetch per run of nearby tiles."""
+    ks = np.asarray(tiles, dtype=np.int64)
+    out = np.empty((len(ks), 2 * half), dtype=np.int64)
+    order = np.argsort(ks, kind="stable")
+    breaks = np.flatnonzero(np.diff(ks[order]) > 2) + 1  # windows of k and k + 2 are adjacent
+    for run in np.split(order, breaks):
+        lo, hi = int(ks[run[0]]) * half - half, int(ks[run[-1]]) * half + half
+        span = encode(fetch_padded(fetch, contig, lo, hi, contig_length))
+        out[run] = span[(ks[run] * half - half - lo)[:, None] + np.arange(2 * half)]
+    return out
+
+
 @torch.no_grad()
+def tile_logprobs(
+    model: HybridModel,
+    fetch: FetchFn,
+    contig: str,
+    contig_length: int,
+    tiles: Sequence[int],
+    window: int,
+    rc: bool = False,
+    batch_size: int = 8,
+    counter: TileCache | None = None,
+) -> dict[int, TileLP]:
+    """Tile index -> (forward (S, 4) log p over ACGT at sites k*S..k*S+S-1, reverse strand or None).
+
+    ``batch_size`` is in forward rows (sequences); with ``rc`` a batch holds the forward and RC windows
+    of ``batch_size // 2`` tiles. Only the S logit rows that score the tile's sites are normalised.
+    """
+    half = max(1, window // 2)
+    keys = sorted(set(int(k) for k in tiles))
+    per = max(1, batch_size // 2) if rc else max(1, batch_size)
+    base_ids = torch.as_tensor(BASE_IDS, device=model.device)
+    out: dict[int, TileLP] = {}
+    for b0 in range(0, len(keys), per):
+        batch = keys[b0 : b0 + per]
+        # forward windows of tiles k and (for the RC strand) k + 1, whose window is tile k's mirrored tile
+        toks = torch.from_numpy(_tile_tokens(fetch, contig, contig_length, batch + [k + 1 for k in batch]
+                                             if rc else batch, half))
+        if rc:
+            toks = torch.cat([toks[: len(batch)], reverse_complement(toks[len(batch) :])])
+        logits = model(toks.to(model.device)).logits[:, half - 1 : 2 * half - 1]  # rows predicting sites
+        lp = torch.log_softmax(logits.float(), -1).index_select(-1, base_ids).cpu().numpy()  # (R, S, 4)
+        if counter is not None:
+            counter.forwards += 1
+            counter.computed += len(batch)
+        for j, k in enumerate(batch):
+            # forward row i predicts site k*S + i; RC row i predicts site k*S + S-1-i on the other strand
+            r = lp[len(batch) + j, ::-1][:, _COMP_IDX].copy() if rc else None
+            out[k] = (lp[j].copy(), r)
+    return out
+
+
+def fast_scores(
+    model: HybridModel,
+    fetch: FetchFn,
+    contig: str,
+    contig_length: int,
+    positions: np.ndarray,
+    ref_idx: np.ndarray,
+    alt_idx: np.ndarray,
+    window: int,
+    rc: bool = False,
+    batch_size: int = 8,
+    cache: TileCache | None = None,
+) -> np.ndarray:
+    """Scores (float64) of SNVs at 0-based ``positions`` with REF/ALT given as ACGT indices (-1: NaN).
+
+    Tiles are computed ``batch_size`` forward rows at a time, each at most once per ``cache``; values are
+    read with numpy indexing (no per-site Python loop).
+    """
+    half = max(1, window // 2)
+    positions = np.asarray(positions, dtype=np.int64)
+    ref_idx, alt_idx = np.asarray(ref_idx, dtype=np.int64), np.asarray(alt_idx, dtype=np.int64)
+    out = np.full(len(positions), np.nan, dtype=np.float64)
+    ok = (ref_idx >= 0) & (alt_idx >= 0)
+    tile_of = positions // half
+    keys = np.unique(tile_of[ok]).tolist()
+    per = (max(1, batch_size // 2) if rc else max(1, batch_size)) * 4  # tiles read per pass
+    for b0 in range(0, len(keys), per):
+        group = keys[b0 : b0 + per]
+        have = {k: cache.get((contig, k)) for k in group} if cache is not None else {}
+        todo = [k for k in group if have.get(k) is None]
+        if todo:
+            new = tile_logprobs(model, fetch, contig, contig_length, todo, window, rc, batch_size, cache)
+            have.update(new)
+            if cache is not None:
+                for k, v in new.items():
+                    cache.put((contig, k), v)
+        sel = np.flatnonzero(ok & (tile_of >= group[0]) & (tile_of <= group[-1]))
+        slot = np.searchsorted(np.asarray(group), tile_of[sel])
+        fwd = np.stack([have[k][0] for k in group])  # (T, S, 4)
+        col = positions[sel] - tile_of[sel] * half
+        score = (fwd[slot, col, alt_idx[sel]] - fwd[slot, col, ref_idx[sel]]).astype(np.float64)
+        if rc:
+            back = np.stack([have[k][1] for k in group])
+            score = 0.5 * (score + (back[slot, col, alt_idx[sel]] - back[slot, col, ref_idx[sel]]).astype(np.float64))
+        out[sel] = score
+    return out
+
+
+def base_index(bases: Iterable[str]) -> np.ndarray:
+    """ACGT index (case-insensitive) of each single-base string, -1 for anything else."""
+    return np.fromiter((_BASE_IDX.get(b, -1) for b in bases), dtype=np.int64)
+
+
 def site_logprobs(
     model: HybridModel,
     fetch: FetchFn,
@@ -42,49 +195,18 @@ def site_logprobs(
     window: int,
     rc: bool = False,
     batch_size: int = 8,
-) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+) -> dict[int, TileLP]:
     """0-based position -> (log p over A,C,G,T forward, same for the reverse strand or None)."""
     half = max(1, window // 2)
-    tiles: dict[int, list[int]] = {}
-    for p in sorted(set(int(p) for p in positions)):
-        tiles.setdefault(p // half, []).append(p)
-    result: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-    keys = sorted(tiles)
-    base_ids = torch.as_tensor(BASE_IDS)
-    for b0 in range(0, len(keys), batch_size):
-        batch = keys[b0 : b0 + batch_size]
-        fwd = np.stack(
-            [
-                encode(fetch_padded(fetch, contig, k * half - half, k * half + half, contig_length))
-                for k in batch
-            ]
-        )
-        logp = torch.log_softmax(model(torch.from_numpy(fwd).to(model.device)).logits.float(), -1)
-        fwd_lp = logp.index_select(-1, base_ids.to(logp.device)).cpu().numpy()  # (B, 2S, 4)
-        rc_lp = None
-        if rc:
-            rev = np.stack(
-                [
-                    encode(fetch_padded(fetch, contig, k * half, k * half + 2 * half, contig_length))
-                    for k in batch
-                ]
-            )
-            toks = reverse_complement(torch.from_numpy(rev))
-            logp = torch.log_softmax(model(toks.to(model.device)).logits.float(), -1)
-            rc_lp = logp.index_select(-1, base_ids.to(logp.device)).cpu().numpy()
-        for j, k in enumerate(batch):
-            for p in tiles[k]:
-                i = p - (k * half - half)  # index of p in the forward tile; logits at i-1 predict it
-                f = fwd_lp[j, i - 1]
-                r = None
-                if rc_lp is not None:
-                    q = (k * half + 2 * half - 1) - p  # index of p in the RC tile
-                    r = rc_lp[j, q - 1][_COMP_IDX]  # complement back to forward-strand bases
-                result[p] = (f, r)
-    return result
+    pos = sorted(set(int(p) for p in positions))
+    if not pos:
+        return {}
+    rows = 2 * batch_size if rc else batch_size  # as before: batch_size tiles per forward and strand
+    tiles = tile_logprobs(model, fetch, contig, contig_length, [p // half for p in pos], window, rc, rows)
+    return {p: (tiles[p // half][0][p % half], None if not rc else tiles[p // half][1][p % half]) for p in pos}
 
 
-def snv_score(lp: tuple[np.ndarray, np.ndarray | None], ref: str, alt: str) -> float:
+def snv_score(lp: TileLP, ref: str, alt: str) -> float:
     """log p(alt) - log p(ref) at a site (strand-averaged when the reverse strand is present)."""
     ri, ai = "ACGT".find(ref.upper()), "ACGT".find(alt.upper())
     if ri < 0 or ai < 0:

@@ -13,7 +13,6 @@ import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,11 @@ import numpy as np
 import torch
 
 from genomod.errors import ConfigError, InputError
-from genomod.io import ReferenceGenome, SkippedVariant, Variant, read_variants, variants_from_tuples
+from genomod.io import ReferenceGenome, SkippedVariant, Variant, read_variants
+from genomod.io.vcf import _Checker
 from genomod.model.hybrid import HybridModel
 from genomod.scoring.exact import Site, build_site, exact_deltas, rc_deltas
-from genomod.scoring.fast import site_logprobs, snv_score
+from genomod.scoring.fast import TileCache, base_index, fast_rows, fast_scores
 
 MODES = ("exact", "fast")
 Item = Variant | SkippedVariant
@@ -54,11 +54,20 @@ class VariantScorer:
         batch_size: int = 8,
         rc: bool = False,
         strict: bool = False,
+        calibrate: bool = False,
+        calibration: Any = None,
+        fast_batch_size: int | None = None,
     ) -> None:
+        """``calibrate=True`` adds background-calibrated columns (``*_cal``, see genomod.scoring.calibration)
+        from the model's ``calibration.tsv`` beside its weights; ``calibration=`` gives the table instead
+        (a CalibrationTable or a calibration.tsv path) and implies ``calibrate``. ``fast_batch_size``: forward
+        rows per fast-mode batch (default: ``batch_size`` or more, about 8,192 tokens per forward)."""
         if window is not None and window < 16:
             raise ConfigError(f"window must be >= 16 bases, got {window}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if fast_batch_size is not None and fast_batch_size < 1:
+            raise ConfigError(f"fast_batch_size must be >= 1, got {fast_batch_size}")
         self.batch_size, self.rc, self.strict = int(batch_size), bool(rc), strict
         self.model_name = _model_label(model)
         if isinstance(model, HybridModel):
@@ -69,11 +78,46 @@ class VariantScorer:
             self.model = load_model(model, device=device, dtype=dtype)
         # default window: the model's training context, at most Evo 2's 8,192 bp
         self.window = int(window) if window is not None else default_window(self.model)
+        self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size))
         if reference is None or isinstance(reference, ReferenceGenome):
             self.reference = reference
         else:
             self.reference = ReferenceGenome(reference)
         self._local = threading.local()
+        self.calibration = None
+        if calibrate or calibration is not None:
+            self.calibration = self._load_calibration(model, calibration)
+
+    def _load_calibration(self, model: Any, calibration: Any) -> Any:
+        """The background table for this model (see __init__); its window must equal the scoring window."""
+        from genomod.scoring.calibration import CalibrationTable, check_weights, load_calibration
+
+        ckpt = (getattr(self.model, "checkpoint_info", None) or {}).get("path")
+        if isinstance(calibration, CalibrationTable):
+            table = calibration
+            check_weights(table, ckpt)
+        elif calibration is not None:  # a calibration.tsv, or a folder holding one
+            table = load_calibration(calibration)
+            check_weights(table, ckpt)
+        elif isinstance(model, (str, os.PathLike)):
+            table = load_calibration(model)
+        elif ckpt is not None:
+            table = load_calibration(ckpt)
+        else:
+            raise ConfigError("calibrate=True with an in-memory model that has no checkpoint folder: pass "
+                              "calibration=<CalibrationTable or calibration.tsv path>")
+        if table.window is not None and table.window != self.window:
+            raise ConfigError(
+                f"{table.source}: calibration table was built with window {table.window} but scoring uses window "
+                f"{self.window}; score with --window {table.window} or build a table with `genomod calibrate "
+                f"--window {self.window} ...`"
+            )
+        return table
+
+    def check_calibration(self, mode: str) -> None:
+        """ConfigError when calibration is on and its table lacks rows for ``mode`` and this scorer's rc."""
+        if self.calibration is not None:
+            self.calibration.require(mode, self.rc)
 
     # -- pickling / threads ------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -121,6 +165,10 @@ class VariantScorer:
                 variants = ((c, p, r, a, i) for c, p, r, a, i in rows)
         except ImportError:  # pragma: no cover
             pass
+        # one checker for the stream, the record index and ID given to it (as variants_from_tuples does for
+        # 4-tuples): no generator, checker or dataclass copy per record
+        source = "<variants>"
+        checker = _Checker(ref, self.strict, source)
         for index, item in enumerate(variants):
             if isinstance(item, (Variant, SkippedVariant)):
                 yield item
@@ -133,31 +181,43 @@ class VariantScorer:
                 tup, vid = tuple(item[:4]), item[4]
             else:
                 tup = item
-            for v in variants_from_tuples([tup], ref, self.strict, source="<variants>"):
-                yield replace(v, record_index=index, id=None if vid in ("", ".") else vid)
+            try:
+                chrom, pos, ref_allele, alt = tup
+                pos = int(pos)
+            except (TypeError, ValueError):
+                raise InputError(f"{source}: item {index + 1}: expected (chrom, pos, ref, alt), got {tup!r}") from None
+            alt_list = tuple(str(alt).split(",")) if alt not in (None, "", ".") else None
+            yield from checker.check(str(chrom), pos, str(ref_allele), alt_list, None if vid in ("", ".") else vid,
+                                     index, f"item {index + 1} {chrom}:{pos}")
 
     # -- scoring -----------------------------------------------------------------------------------------
     def score_columns(self, mode: str) -> tuple[str, ...]:
-        """Score columns produced by ``mode``."""
-        return ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+        """Score columns produced by ``mode`` (each followed by its ``*_cal`` column when calibrating)."""
+        raw = ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+        if self.calibration is None:
+            return raw
+        return tuple(c for col in raw for c in (col, f"{col}_cal"))
 
     def iter_scores(
         self, variants: Any, mode: str = "exact", chunk_size: int | None = None
     ) -> Iterator[dict]:
-        """Yield one row (dict) per input allele, in input order, ``chunk_size`` variants at a time."""
+        """Yield one row (dict) per input allele, in input order, ``chunk_size`` variants at a time.
+
+        Fast mode keeps the tiles it computed during the call (``TileCache``), so each tile is computed
+        once whatever the chunking; by default its chunks hold whole tiles (``_fast_chunks``).
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown scoring mode {mode!r}; use one of {', '.join(MODES)}")
-        chunk_size = chunk_size or max(256, 32 * self.batch_size)
+        self.check_calibration(mode)
         it = self.variants(variants)
-        while True:
-            chunk = list(islice(it, chunk_size))
-            if not chunk:
-                return
-            scores = self._score_chunk(chunk, mode)
-            for item, extra in zip(chunk, scores):
-                row = {f: getattr(item, f, None) for f in ROW_FIELDS}
-                row.update(extra)
-                yield row
+        cache = TileCache() if mode == "fast" else None
+        if chunk_size is None and mode == "fast":
+            chunks: Iterator[list[Item]] = self._fast_chunks(it)
+        else:
+            size = chunk_size or max(256, 32 * self.batch_size)
+            chunks = iter(lambda: list(islice(it, size)), [])
+        for chunk in chunks:
+            yield from self._score_chunk(chunk, mode, cache)
 
     def score(self, variants: Any, mode: str = "exact") -> Any:
         """Score everything and return a pandas DataFrame (one row per allele; use iter_scores to stream)."""
@@ -166,12 +226,32 @@ class VariantScorer:
         cols = list(ROW_FIELDS) + list(self.score_columns(mode)) + ["pad", "status", "reason"]
         return pd.DataFrame(list(self.iter_scores(variants, mode)), columns=cols)
 
-    def _score_chunk(self, chunk: list[Item], mode: str) -> list[dict]:
-        cols = self.score_columns(mode)
+    def _fast_chunks(self, it: Iterator[Item], max_records: int = 1 << 16) -> Iterator[list[Item]]:
+        """Chunks of whole tiles: cut before the record that would add a tile past four forward batches."""
+        half = self.window // 2
+        max_tiles = 4 * (max(1, self.fast_batch_size // 2) if self.rc else self.fast_batch_size)
+        chunk: list[Item] = []
+        tiles: set[tuple[str | None, int]] = set()
+        for item in it:
+            key = (item.contig or item.chrom, item.start // half) if isinstance(item, Variant) else None
+            if chunk and (len(chunk) >= max_records or (key is not None and key not in tiles
+                                                        and len(tiles) >= max_tiles)):
+                yield chunk
+                chunk, tiles = [], set()
+            if key is not None:
+                tiles.add(key)
+            chunk.append(item)
+        if chunk:
+            yield chunk
+
+    def _score_chunk(self, chunk: list[Item], mode: str, cache: TileCache | None = None) -> list[dict]:
+        """Full output rows of a chunk (ROW_FIELDS, score columns, pad, status, reason), in order."""
+        blank = dict.fromkeys(self.score_columns(mode), math.nan)
         out: list[dict] = []
         todo: list[int] = []
         for i, item in enumerate(chunk):
-            row: dict = {c: math.nan for c in cols}
+            row: dict = {f: getattr(item, f, None) for f in ROW_FIELDS}
+            row.update(blank)
             row.update(pad=0, status=item.status, reason=item.reason)
             if isinstance(item, Variant):
                 reason = self._unscorable(item, mode)
@@ -181,8 +261,40 @@ class VariantScorer:
                     todo.append(i)
             out.append(row)
         if todo:
-            (self._exact if mode == "exact" else self._fast)([chunk[i] for i in todo], [out[i] for i in todo])
+            todo_v, todo_rows = [chunk[i] for i in todo], [out[i] for i in todo]
+            if mode == "exact":
+                self._exact(todo_v, todo_rows)
+            else:
+                self._fast(todo_v, todo_rows, cache)
+            if self.calibration is not None:
+                self._calibrate(todo_v, todo_rows, mode)
         return out
+
+    def _calibrate(self, variants: list[Variant], rows: list[dict], mode: str) -> None:
+        """Fill the ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.
+
+        Non-SNVs and contexts holding N (or past a contig edge) stay NaN.
+        """
+        from genomod.scoring.calibration import site_context
+
+        ref = self._ref()
+        idx = [i for i, v in enumerate(variants) if v.kind == "snv" and rows[i]["status"] == "ok"]
+        if not idx:
+            return
+        contexts = []
+        for i in idx:
+            v = variants[i]
+            contig = v.contig or ref.resolve(v.chrom)
+            contexts.append(site_context(ref.fetch, contig, v.start, ref.lengths[contig]))
+        alts = [variants[i].alt for i in idx]
+        raw_col = "delta_ll_sum" if mode == "exact" else "delta_fast"
+        raw = np.array([rows[i][raw_col] for i in idx], dtype=np.float64)
+        cal = self.calibration.apply(mode, self.rc, contexts, alts, raw)
+        for i, val in zip(idx, cal.tolist()):
+            if mode == "exact":
+                rows[i].update(delta_ll_sum_cal=val, delta_ll_mean_cal=val / (self.window - 1))
+            else:
+                rows[i]["delta_fast_cal"] = val
 
     def _unscorable(self, v: Variant, mode: str) -> str | None:
         if mode == "fast" and v.kind != "snv":
@@ -211,7 +323,7 @@ class VariantScorer:
             for i, val in zip(idx, d):
                 rows[i].update(delta_ll_sum=float(val), delta_ll_mean=float(val) / denom, pad=site.pad)
 
-    def _fast(self, variants: list[Variant], rows: list[dict]) -> None:
+    def _fast(self, variants: list[Variant], rows: list[dict], cache: TileCache | None = None) -> None:
         ref = self._ref()
         by_contig: dict[str, list[int]] = {}
         for i, v in enumerate(variants):
@@ -219,21 +331,25 @@ class VariantScorer:
         half = self.window // 2
         for contig, idx in by_contig.items():
             size = ref.lengths[contig]
-            lps = site_logprobs(
+            group = [variants[i] for i in idx]
+            starts = np.fromiter((v.start for v in group), dtype=np.int64, count=len(group))
+            scores = fast_scores(
                 self.model,
                 ref.fetch,
                 contig,
                 size,
-                [variants[i].start for i in idx],
+                starts,
+                base_index(v.ref for v in group),
+                base_index(v.alt for v in group),
                 self.window,
                 self.rc,
-                self.batch_size,
+                self.fast_batch_size,
+                cache,
             )
-            for i in idx:
-                v = variants[i]
-                tile = v.start // half
-                pad = max(0, half - tile * half) + max(0, tile * half + half - size)
-                rows[i].update(delta_fast=snv_score(lps[v.start], v.ref, v.alt), pad=pad)
+            lo = starts // half * half
+            pads = np.maximum(0, half - lo) + np.maximum(0, lo + half - size)
+            for i, val, pad in zip(idx, scores.tolist(), pads.tolist()):
+                rows[i].update(delta_fast=val, pad=pad)
 
     # -- embeddings --------------------------------------------------------------------------------------
     @torch.no_grad()

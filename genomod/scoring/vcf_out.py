@@ -39,6 +39,30 @@ FIELDS = {
         "Fast SNV score log p(alt)-log p(ref) at the site from one forward "
         "(approximation of the delta log-likelihood)",
     ),
+    "delta_ll_mean_cal": (
+        "DLL_MEAN_CAL",
+        "A",
+        "Float",
+        "Calibrated GENOMOD_DLL_MEAN: raw minus the model's mean at background sites with the same 5-base "
+        "reference context (pos-2..pos+2, forward strand) and ALT, from the model's calibration table "
+        "(missing for non-SNVs and contexts with N)",
+    ),
+    "delta_ll_sum_cal": (
+        "DLL_SUM_CAL",
+        "A",
+        "Float",
+        "Calibrated GENOMOD_DLL_SUM: raw minus the model's mean at background sites with the same 5-base "
+        "reference context (pos-2..pos+2, forward strand) and ALT, from the model's calibration table "
+        "(missing for non-SNVs and contexts with N)",
+    ),
+    "delta_fast_cal": (
+        "FAST_CAL",
+        "A",
+        "Float",
+        "Calibrated GENOMOD_FAST: raw minus the model's mean at background sites with the same 5-base "
+        "reference context (pos-2..pos+2, forward strand) and ALT, from the model's calibration table "
+        "(missing for contexts with N)",
+    ),
     "head": ("HEAD", "A", "Float", "P(damaging) from the supervised head given with --head"),
     "pad": (
         "PAD",
@@ -59,9 +83,16 @@ def sanitize(text: str | None) -> str:
 
 
 def add_header(
-    header: pysam.VariantHeader, columns: Sequence[str], model: str, mode: str, window: int, rc: bool
+    header: pysam.VariantHeader,
+    columns: Sequence[str],
+    model: str,
+    mode: str,
+    window: int,
+    rc: bool,
+    calibration: object | None = None,
 ) -> None:
-    """Declare the GENOMOD_ INFO fields used for ``columns`` and a ``##genomod_score`` settings line."""
+    """Declare the GENOMOD_ INFO fields used for ``columns`` and a ``##genomod_score`` settings line
+    (plus ``##genomod_calibration`` naming the background table when ``calibration`` is given)."""
     settings = f"model={model}; genomod {__version__}; mode={mode}; window={window}; rc={rc}"
     for col in (*columns, "pad", "status", "reason"):
         key, number, typ, desc = FIELDS[col]
@@ -75,6 +106,14 @@ def add_header(
         f'##genomod_score=<Model="{sanitize(model)}",Version="{__version__}",Mode="{mode}",'
         f"Window={window},RC={str(rc).lower()}>"
     )
+    if calibration is not None:
+        info = calibration.summary()
+        where = re.sub(r'["<>\s]+', "_", str(info["file"] or "in-memory"))
+        header.add_line(
+            f'##genomod_calibration=<File="{where}",Sites={info["n_sites"]},'
+            f'Window={info["window"]},MinCount={info["min_count"]},'
+            f'Weights_sha256="{info["weights_sha256"] or "."}">'
+        )
 
 
 def _value(col: str, row: dict | None) -> object:

@@ -81,7 +81,7 @@ def run_pretraining(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) 
     module = PretrainModule(mcfg, t, total, init_weights)
     dm = ShardDataModule(d["shards"], int(d["window"]), int(t["micro_batch_size"]), int(t["grad_accum"]), total,
                          seed=int(t["seed"]), rc_augment=bool(d["rc_augment"]), num_workers=int(d["num_workers"]),
-                         val_batches=int(d["val_batches"]))
+                         val_batches=int(d["val_batches"]), softmask_weight=float(d["softmask_weight"]))
     meta = {"config": cfg.to_dict(), "total_steps": total}
     ckpt_io = SafeCheckpointIO(mcfg, training_meta={"run": str(out), "total_steps": total})
     ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint["interval"]), int(cfg.checkpoint["keep_last"]), total)

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "rc_augment": True,  # reverse-complement half of the training windows
         "num_workers": 0,
         "val_batches": 8,  # validation micro-batches per rank
+        "softmask_weight": 0.1,  # loss weight of soft-masked (lowercase) bases when shards carry the mask track
     },
     "train": {
         "micro_batch_size": 8,  # per device per forward
@@ -41,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "max_tokens": None,  # alternative to max_steps (rounded up to whole steps)
         "grad_clip": 1.0,  # 0 = off
         "seed": 0,
-        "precision": "auto",  # auto = bf16-mixed on CUDA, 32 on CPU
+        "precision": "auto",  # auto = bf16-mixed on CUDA, 32 on CPU; bf16-mixed also runs on CPU (autocast)
         "activation_checkpointing": False,
         "val_interval": 500,  # optimizer steps
         "log_interval": 10,  # optimizer steps between progress/CSV rows
@@ -246,6 +247,7 @@ def validate(cfg: TrainConfig) -> None:
     _bool(d, "data", "rc_augment")
     _num(d, "data", "num_workers", int, lo=0)
     _num(d, "data", "val_batches", int, lo=0)
+    _num(d, "data", "softmask_weight", float, lo=0, hi=1)
 
     _num(t, "train", "micro_batch_size", int, lo=1)
     _num(t, "train", "grad_accum", int, lo=1)

@@ -26,17 +26,25 @@ from genomod.tokenizer import reverse_complement
 
 
 class ShardWindows(Dataset):
-    """Windows of one split (``train``/``val``) over one or more shard folders; h5 files opened lazily."""
+    """Windows of one split (``train``/``val``) over one or more shard folders; h5 files opened lazily.
+
+    Items are token tensors, or ``(tokens, loss_weights)`` when every shard carries a ``softmask`` track
+    (data_prep.make_mixture): weight 1 for A/C/G/T, ``softmask_weight`` for soft-masked bases, 0 for N and the
+    EOD separators between packed records. Reverse-complement augmentation flips the weights with the tokens.
+    """
 
     def __init__(self, shard_dirs: list[str], split: str, window: int, seed: int = 0,
-                 rc_augment: bool = False, random_crop: bool = True) -> None:
+                 rc_augment: bool = False, random_crop: bool = True, softmask_weight: float = 0.1) -> None:
         self.paths = [str(Path(d) / f"{split}.h5") for d in shard_dirs]
         self.window, self.seed, self.rc_augment, self.random_crop = window, seed, rc_augment, random_crop
-        counts, widths = [], []
+        self.softmask_weight = float(softmask_weight)
+        counts, widths, masked = [], [], []
         for p in self.paths:  # read shapes only; the handle is closed before any worker forks
             with h5py.File(p, "r") as h5:
                 counts.append(h5["tokens"].shape[0])
                 widths.append(h5["tokens"].shape[1])
+                masked.append("softmask" in h5)
+        self.weighted = bool(masked) and all(masked)
         self.counts, self.widths = counts, widths
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_rows = int(self.offsets[-1])
@@ -66,11 +74,23 @@ class ShardWindows(Dataset):
         state["_files"], state["_pid"] = None, None
         return state
 
-    def row_tokens(self, row: int, start: int) -> np.ndarray:
-        """Tokens ``[start, start + window)`` of global row ``row``."""
+    def row_tokens(self, row: int, start: int, track: str = "tokens") -> np.ndarray:
+        """Tokens (or another per-base track) ``[start, start + window)`` of global row ``row``."""
         f = int(np.searchsorted(self.offsets, row, side="right") - 1)
         local = row - int(self.offsets[f])
-        return np.asarray(self._handles()[f]["tokens"][local, start : start + self.window], dtype=np.int64)
+        return np.asarray(self._handles()[f][track][local, start : start + self.window], dtype=np.int64)
+
+    def _item(self, row: int, start: int, rc: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.row_tokens(row, start)
+        weights = None
+        if self.weighted:
+            weights = loss_weights(tokens, self.row_tokens(row, start, "softmask"), self.softmask_weight)
+        if rc:
+            tokens = np.ascontiguousarray(reverse_complement(tokens))
+            weights = None if weights is None else np.ascontiguousarray(weights[::-1])
+        if weights is None:
+            return torch.from_numpy(tokens)
+        return torch.from_numpy(tokens), torch.from_numpy(weights)
 
     def _row_for(self, index: int) -> int:
         epoch, pos = divmod(index, self.num_rows)
@@ -80,20 +100,26 @@ class ShardWindows(Dataset):
         assert self._perm is not None
         return int(self._perm[pos])
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not self.random_crop:  # validation: row ``index``, centred crop, forward strand
             row = index % self.num_rows
             f = int(np.searchsorted(self.offsets, row, side="right") - 1)
-            start = (self.widths[f] - self.window) // 2
-            return torch.from_numpy(self.row_tokens(row, start))
+            return self._item(row, (self.widths[f] - self.window) // 2, rc=False)
         row = self._row_for(index)
         f = int(np.searchsorted(self.offsets, row, side="right") - 1)
         rng = np.random.default_rng([self.seed, index])
         start = int(rng.integers(0, self.widths[f] - self.window + 1))
-        tokens = self.row_tokens(row, start)
-        if self.rc_augment and rng.random() < 0.5:
-            tokens = np.ascontiguousarray(reverse_complement(tokens))
-        return torch.from_numpy(tokens)
+        return self._item(row, start, rc=bool(self.rc_augment and rng.random() < 0.5))
+
+
+_IS_BASE = np.zeros(256, dtype=bool)
+_IS_BASE[np.frombuffer(b"ACGT", dtype=np.uint8)] = True
+
+
+def loss_weights(tokens: np.ndarray, softmask: np.ndarray, softmask_weight: float) -> np.ndarray:
+    """Per-base loss weight (float32): 1 for A/C/G/T, ``softmask_weight`` where soft-masked, 0 for N/EOD."""
+    w = np.where(softmask.astype(bool), np.float32(softmask_weight), np.float32(1.0)).astype(np.float32)
+    return w * _IS_BASE[np.clip(tokens, 0, 255)]
 
 
 class StepSampler(Sampler[int]):
@@ -138,19 +164,22 @@ class ShardDataModule(pl.LightningDataModule):
 
     def __init__(self, shard_dirs: list[str], window: int, micro_batch_size: int, grad_accum: int,
                  total_steps: int, seed: int = 0, rc_augment: bool = True, num_workers: int = 0,
-                 val_batches: int = 8) -> None:
+                 val_batches: int = 8, softmask_weight: float = 0.1) -> None:
         super().__init__()
         self.shard_dirs, self.window = list(shard_dirs), window
         self.micro_batch_size, self.grad_accum, self.total_steps = micro_batch_size, grad_accum, total_steps
         self.seed, self.rc_augment, self.num_workers, self.val_batches = seed, rc_augment, num_workers, val_batches
+        self.softmask_weight = softmask_weight
         self.train_set: ShardWindows | None = None
         self.val_set: ShardWindows | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Index the shards (shapes only; no open handle is kept)."""
         if self.train_set is None:
-            self.train_set = ShardWindows(self.shard_dirs, "train", self.window, self.seed, self.rc_augment)
-            self.val_set = ShardWindows(self.shard_dirs, "val", self.window, self.seed, random_crop=False)
+            self.train_set = ShardWindows(self.shard_dirs, "train", self.window, self.seed, self.rc_augment,
+                                          softmask_weight=self.softmask_weight)
+            self.val_set = ShardWindows(self.shard_dirs, "val", self.window, self.seed, random_crop=False,
+                                        softmask_weight=self.softmask_weight)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

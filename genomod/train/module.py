@@ -13,22 +13,40 @@ from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from genomod.model import HybridModel, ModelConfig
 
-NO_DECAY_MARKERS = ("norm", "filter", "bias", "embedding_layer", "unembed", ".D", "log_poles", "residues")
+
+def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy (nats per nucleotide) of logits[:, :-1] against tokens[:, 1:].
+
+    With per-base ``weights`` (B, L) the loss is the weighted mean over the predicted positions (weights[:, 1:]),
+    so soft-masked repeats count less and N/separator targets not at all.
+    """
+    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    target = tokens[:, 1:].reshape(-1)
+    if weights is None:
+        return F.cross_entropy(flat, target)
+    w = weights[:, 1:].reshape(-1).float()
+    return (F.cross_entropy(flat, target, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
 
 
-def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (nats per nucleotide) of logits[:, :-1] against tokens[:, 1:]."""
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1))
+def decays(module: torch.nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` of ``module`` gets weight decay: weights of nn.Linear layers only, unless tagged
+    ``_no_weight_decay`` (as mamba does); filters, poles, residues, norms, biases and embeddings never decay."""
+    p = getattr(module, name)
+    return isinstance(module, torch.nn.Linear) and name == "weight" and not getattr(p, "_no_weight_decay", False)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on projection/MLP matrices only; none on norms, filters, biases, embeddings."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or any(m in name for m in NO_DECAY_MARKERS) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW groups chosen by parameter kind (``decays``), not by name; tied parameters are listed once."""
+    decay: dict[int, torch.nn.Parameter] = {}
+    no_decay: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad:
+                (decay if decays(module, name) else no_decay)[id(p)] = p
+    for key in set(decay) & set(no_decay):  # a tensor shared with a non-Linear owner (tied embedding): no decay
+        decay.pop(key)
+    return [{"params": list(decay.values()), "weight_decay": weight_decay},
+            {"params": list(no_decay.values()), "weight_decay": 0.0}]
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -80,11 +98,12 @@ class PretrainModule(pl.LightningModule):
         """Logits (B, L, vocab) for ``tokens``."""
         return self.model(tokens).logits
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """One micro-batch: next-token cross-entropy."""
-        loss = next_token_loss(self(batch), batch)
+    def training_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One micro-batch: next-token cross-entropy (weighted per base when the shards carry loss weights)."""
+        tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        loss = next_token_loss(self(tokens), tokens, weights)
         self._acc_loss.append(loss.detach())
-        self._tokens_since += batch.numel()
+        self._tokens_since += tokens.numel()
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -109,9 +128,10 @@ class PretrainModule(pl.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        """Validation micro-batch loss."""
-        self._val_losses.append(next_token_loss(self(batch), batch).detach())
+    def validation_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Validation micro-batch loss (weighted like training)."""
+        tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        self._val_losses.append(next_token_loss(self(tokens), tokens, weights).detach())
 
     def on_validation_epoch_end(self) -> None:
         """Mean validation loss (all ranks) and per-nucleotide perplexity."""

@@ -1,0 +1,169 @@
+"""data_prep.make_mixture: recipe parsing, exclusion screen, hold-outs, packing, loss weights and RC augmentation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from data_prep.make_mixture import (
+    KmerScreen,
+    Recipe,
+    Source,
+    longest_orf,
+    make_mixture,
+    parse_recipe,
+    splice_sites,
+)
+from genomod.errors import ConfigError
+from genomod.tokenizer import EOD_ID, encode, reverse_complement
+from genomod.train.data import ShardWindows, loss_weights
+from genomod.train.module import next_token_loss
+
+
+def _rand(n: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice("ACGT") for _ in range(n))
+
+
+def _write_fa(path: Path, records: list[tuple[str, str]]) -> Path:
+    with gzip.open(path, "wt") as fh:
+        for h, s in records:
+            fh.write(f">{h}\n{s}\n")
+    return path
+
+
+def test_parse_recipe_errors_name_the_key() -> None:
+    ok = {"window": 64, "sources": [{"name": "a", "path": "a.fa", "kind": "cds", "weight": 0.5}]}
+    r = parse_recipe(ok)
+    assert r.window == 64 and r.sources[0].weight == 0.5 and r.sources[0].softmask is True
+    cases = [
+        ({**ok, "window": 4}, "window"),
+        ({**ok, "sources": []}, "sources"),
+        ({**ok, "bogus": 1}, "bogus"),
+        ({**ok, "sources": [{"name": "a", "path": "a.fa", "kind": "protein", "weight": 1}]}, "sources[0].kind"),
+        ({**ok, "sources": [{"name": "a", "path": "a.fa", "kind": "cds", "weight": -1}]}, "sources[0].weight"),
+        ({**ok, "sources": [{"name": "a", "path": "a.fa", "kind": "cds"}]}, "sources[0].weight"),
+        ({**ok, "sources": ok["sources"] * 2}, "sources[1].name"),
+        ({**ok, "sources": [{"name": "a", "path": "a.fa", "kind": "cds", "weight": 1, "colour": 1}]}, "colour"),
+        ({**ok, "val_fraction": 0.9}, "val_fraction"),
+    ]
+    for doc, key in cases:
+        with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+            parse_recipe(doc)
+
+
+def test_kmer_screen_fraction(tmp_path: Path) -> None:
+    locus = _rand(2000, 1)
+    screen = KmerScreen([_write_fa(tmp_path / "locus.fa.gz", [("l", locus)])], 31)
+    inside = locus[500:800]
+    rc = inside[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    other = _rand(300, 2)
+    fr = screen.fractions([inside.encode(), rc.encode(), other.encode(), (inside[:150] + other[:150]).encode()])
+    assert fr[0] == 1.0 and fr[1] == 1.0  # canonical k-mers: both strands
+    assert fr[2] == 0.0
+    assert 0.35 < fr[3] < 0.5  # 120 of 270 positions lie in the locus half
+    # batching never lets a k-mer span two records
+    assert screen.fractions([locus[:20].encode(), locus[20:40].encode()]).tolist() == [0.0, 0.0]
+
+
+def test_longest_orf_and_splice_sites() -> None:
+    seq = b"CC" + b"ATG" + b"GCT" * 120 + b"TAA" + b"GG"
+    assert longest_orf(seq, 300) == (3, 2 + 3 + 360 + 3)
+    assert longest_orf(seq, 1000) is None
+    rec = b"A" * 50 + b"GTAAGT" + b"T" * 30 + b"CAG" + b"C" * 50
+    d, a = splice_sites("x|intron=51-89;exon=90-139", rec, "header-intron")
+    assert (d, a) == (51, 89)
+    assert splice_sites("x|intron=52-89", rec, "header-intron") == (None, 89)  # no GT at 52: not a donor
+    assert splice_sites("h", b"A" * 70 + b"GT" + b"A" * 68, "hs3d") == (71, None)
+
+
+def _tiny_recipe(tmp_path: Path, **kw: object) -> Recipe:
+    locus = _rand(3000, 7)
+    _write_fa(tmp_path / "locus.fa.gz", [("chr17", locus)])
+    mrna = [(f"sp|tx{i}", "GG" + "ATG" + _rand(330, 100 + i).replace("TAA", "TCA").replace("TAG", "TCG")
+             .replace("TGA", "TCA") + "TAA" + "CC") for i in range(60)]
+    genomic = [("chrZ", _rand(5000, 3).lower()[:1000] + _rand(4000, 4))]
+    bad = [("sp|BRCA1_like", _rand(400, 5)), ("sp|copy", locus[100:600])]
+    _write_fa(tmp_path / "mrna.fa.gz", mrna + bad)
+    _write_fa(tmp_path / "genome.fa.gz", genomic)
+    doc = {"window": 64, "seed": 0, "val_fraction": 0.1, "probe_fraction": 0.2, "segment": 1000,
+           "exclusion": {"loci": [str(tmp_path / "locus.fa.gz")]},
+           "sources": [{"name": "mrna", "path": "mrna.fa.gz", "kind": "mrna", "weight": 1.0},
+                       {"name": "genome", "path": "genome.fa.gz", "kind": "genomic", "weight": 0.5}], **kw}
+    return parse_recipe(doc)
+
+
+def test_make_mixture_end_to_end(tmp_path: Path) -> None:
+    recipe = _tiny_recipe(tmp_path)
+    m = make_mixture(recipe, tmp_path, tmp_path / "mix", progress=False)
+    src = {s["name"]: s for s in m["sources"]}
+    assert src["mrna"]["dropped_name"] == 1 and src["mrna"]["dropped_kmer"] == 1
+    assert src["mrna"]["probe_records"] > 0
+    # weight 0.5 keeps about half of the genome's rows
+    g = src["genome"]
+    assert 0 < g["train_rows"] < g["train_rows_before_weight"]
+    with h5py.File(tmp_path / "mix" / "train.h5") as h5:
+        tok, mask = h5["tokens"][:], h5["softmask"][:]
+        assert tok.shape[1] == 64 and tok.shape == mask.shape and len(tok) == m["counts"]["train"]
+        assert (tok == EOD_ID).any()  # records packed with separators
+        assert mask.any()  # the soft-masked genome start is kept as a track
+    # probe records are never in train or val: no 40-mer of a probe ORF occurs in the shards
+    probes = [line.strip() for line in gzip.open(tmp_path / "mix" / "probes" / "orfs.fa.gz", "rt")
+              if not line.startswith(">")]
+    assert probes
+    shard_text = tok.astype(np.uint8).tobytes()
+    with h5py.File(tmp_path / "mix" / "val.h5") as h5:
+        shard_text += h5["tokens"][:].astype(np.uint8).tobytes()
+    for p in probes[:5]:
+        assert p[10:50].encode() not in shard_text
+    header = gzip.open(tmp_path / "mix" / "probes" / "orfs.fa.gz", "rt").readline()
+    assert "cds=3-" in header
+    n_headers = sum(1 for line in gzip.open(tmp_path / "mix" / "probes" / "orfs.fa.gz", "rt") if line[0] == ">")
+    assert json.loads((tmp_path / "mix" / "manifest.json").read_text())["counts"]["probe_orfs"] == n_headers
+
+
+def test_loss_weights_and_rc_augmentation(tmp_path: Path) -> None:
+    toks = encode("ACGTNacgt")
+    toks = np.concatenate([toks, [EOD_ID]])
+    mask = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 0])
+    w = loss_weights(toks, mask, 0.1)
+    assert np.allclose(w, [1, 1, 1, 1, 0, 0.1, 0.1, 0.1, 0.1, 0])
+    recipe = _tiny_recipe(tmp_path)
+    make_mixture(recipe, tmp_path, tmp_path / "mix", progress=False)
+    plain = ShardWindows([str(tmp_path / "mix")], "train", 64, seed=0, rc_augment=False)
+    aug = ShardWindows([str(tmp_path / "mix")], "train", 64, seed=0, rc_augment=True)
+    assert plain.weighted
+    flipped = 0
+    for i in range(40):
+        (t0, w0), (t1, w1) = plain[i], aug[i]
+        if not torch.equal(t0, t1):
+            flipped += 1
+            assert torch.equal(t1, reverse_complement(t0))
+            assert torch.equal(w1, w0.flip(0))
+        else:
+            assert torch.equal(w1, w0)
+    assert 5 < flipped < 35
+
+
+def test_weighted_loss_ignores_zero_weights() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 512)
+    tokens = torch.randint(65, 85, (2, 6))
+    w = torch.ones(2, 6)
+    assert torch.allclose(next_token_loss(logits, tokens, w), next_token_loss(logits, tokens))
+    w2 = w.clone()
+    w2[:, 3:] = 0
+    sub = next_token_loss(logits[:, :3], tokens[:, :3])
+    assert torch.allclose(next_token_loss(logits, tokens, w2), sub)
+
+
+def test_source_defaults() -> None:
+    s = Source(name="a", path="a", kind="cds", weight=1.0)
+    assert s.record_fraction == 1.0 and s.splice_layout is None
