@@ -283,8 +283,7 @@ def step_card() -> None:
             lines.append(f"| {label} | {_fmt(m)} | {_fmt(_row(rows, score, 'region=coding'))} | "
                          f"{_fmt(_row(rows, score, 'region=noncoding'))} |")
         if mode == "fast":
-            for score, label in (("head_oof", "logistic head on embeddings + zero-shot (grouped 5-fold, OOF)"),
-                                 ("phylop", "phyloP (from the table)"), ("cadd", "CADD (from the table)"),
+            for score, label in (("phylop", "phyloP (from the table)"), ("cadd", "CADD (from the table)"),
                                  ("consequence_rule", "consequence-only rule")):
                 lines.append(f"| {label} | {_fmt(_row(rows, score, 'overall'))} | "
                              f"{_fmt(_row(rows, score, 'region=coding'))} | "
