@@ -1,7 +1,7 @@
 """Variant-scoring throughput against the FLOP bound, side by side with an earlier implementation.
 
     python scripts/bench_scoring.py [--model default | --preset tiny] [--window 1024] [--threads 2]
-        [--positions 30000] [--exact-variants 120] [--legacy-rev HEAD] [--out benchmarks/results/...json]
+        [--positions 30000] [--exact-variants 120] [--legacy-rev REV] [--out benchmarks/results/...json]
 
 In one process and one run it measures, per mode:
 
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "genomod" / "data"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SCAN_START = 41_200_000  # 0-based start of the dense scan (BRCA1 exons, hg19 chr17)
+LEGACY_REV = "e7b4ff3"  # last commit before the issue-17 scoring changes (tile cache, slot batching, vectorised fast)
 
 
 def _sync(device: torch.device) -> None:
@@ -122,7 +123,8 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, help="float32/bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--legacy-rev", default="HEAD", help="git revision of the old implementation ('none': skip)")
+    ap.add_argument("--legacy-rev", default=LEGACY_REV,
+                    help=f"git revision of the old genomod/scoring (default {LEGACY_REV}; 'none': skip)")
     ap.add_argument("--modes", default="exact,fast")
     ap.add_argument("--note", default=None, help="free text stored in the JSON (e.g. machine busy)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scoring_cpu.json"))
@@ -233,7 +235,7 @@ def main() -> None:
             "model": model_label, "dtype": dtype, "window": args.window, "batch_size": args.batch_size,
             "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),
             "exact_variants": len(exact_in), "fast_positions": args.positions, "fast_variants": len(fast_in),
-            "repeats": args.repeats, "matmul_params": matmul_params(cfg),
+            "repeats": args.repeats, "matmul_params": matmul_params(cfg), "model_max_seqlen": cfg.max_seqlen,
             "reduced": args.positions < 30000 or args.exact_variants < 120,
         },
         "gemm_gflops": gemm,
@@ -248,6 +250,9 @@ def main() -> None:
 
     print(f"{model_label} ({matmul_params(cfg) / 1e6:.2f} M matmul weights), window {args.window}, {dtype}, "
           f"{torch.get_num_threads()} threads on {result['device']}; load average {load_start[0]:.2f}")
+    if args.window > cfg.max_seqlen:
+        print(f"note: window {args.window} exceeds the model's training context ({cfg.max_seqlen}); throughput is "
+              "unaffected, but scores there may be numerically unstable (see max |new - naive|)")
     print("GEMM GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in gemm.items()) + f" -> bound uses {peak:.1f}")
     for mode, e in results.items():
         fl = e["flops_per_variant"]

@@ -61,7 +61,8 @@ class VariantScorer:
         """``calibrate=True`` adds background-calibrated columns (``*_cal``, see genomod.scoring.calibration)
         from the model's ``calibration.tsv`` beside its weights; ``calibration=`` gives the table instead
         (a CalibrationTable or a calibration.tsv path) and implies ``calibrate``. ``fast_batch_size``: forward
-        rows per fast-mode batch (default: ``batch_size`` or more, about 8,192 tokens per forward)."""
+        rows per fast-mode batch (default ``fast.fast_rows``: ~4,096 tokens per forward on CPU, else
+        ``batch_size`` or more rows, ~16,384 tokens)."""
         if window is not None and window < 16:
             raise ConfigError(f"window must be >= 16 bases, got {window}")
         if batch_size < 1:
@@ -78,7 +79,7 @@ class VariantScorer:
             self.model = load_model(model, device=device, dtype=dtype)
         # default window: the model's training context, at most Evo 2's 8,192 bp
         self.window = int(window) if window is not None else default_window(self.model)
-        self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size))
+        self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size, self.model.device))
         if reference is None or isinstance(reference, ReferenceGenome):
             self.reference = reference
         else:
