@@ -44,7 +44,7 @@ import yaml
 from genomod import __version__
 from genomod.errors import ConfigError, GenomodError, InputError
 from genomod.tokenizer import EOD_ID, TOKENIZER_VERSION, encode
-from genomod.utils import file_digest
+from genomod.utils import file_digest, open_decompressed
 
 FORMAT = "genomod-mixture-1"
 KINDS = ("cds", "mrna", "exon-intron", "splice-window", "genomic", "gene", "windows", "noncoding")
@@ -163,9 +163,8 @@ def load_recipe(path: str | Path) -> Recipe:
 # ---------------------------------------------------------------------------------------------- records
 def read_fasta(path: Path) -> Iterator[tuple[str, bytes]]:
     """(header without '>', sequence bytes) per record of a plain or gzip FASTA."""
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
     header, chunks = None, []
-    with opener(path, "rb") as fh:
+    with open_decompressed(path) as fh:
         for line in fh:
             line = line.rstrip(b"\r\n")
             if line.startswith(b">"):
@@ -236,9 +235,6 @@ class KmerScreen:
                 out[i:j] = np.where(n_ok > 0, n_hit / np.maximum(n_ok, 1), 0.0)
             i = j
         return out
-
-    def fraction(self, seq: bytes) -> float:
-        return float(self.fractions([seq])[0])
 
 
 # ---------------------------------------------------------------------------------------------- probes

@@ -114,11 +114,6 @@ def write_full_coordinate(out: Path, contig: str, total: int, start: int, seq: s
     fa.close()
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return file_digest(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     table = build_table(args.shared / XLSX)
     tsv = brca1 / "findlay2018_brca1_snvs.tsv"
     table.to_csv(tsv, sep="\t", index=False, na_rep="", lineterminator="\n")
-    print(f"{tsv}: {len(table)} rows, sha256 {sha256(tsv)}")
+    print(f"{tsv}: {len(table)} rows, sha256 {file_digest(tsv)}")
 
     ref_dir = args.out / "reference"
     ref_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{out}: {contig} {CHR17_LENGTH[build]} nt, slice {start + 1}-{start + len(seq)}, {sizes} bytes"
         )
-        print(f"  sha256 {sha256(out)}")
+        print(f"  sha256 {file_digest(out)}")
 
 
 if __name__ == "__main__":

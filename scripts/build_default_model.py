@@ -161,9 +161,8 @@ def step_probes() -> None:
 def step_eval() -> None:
     for mode, rc in EVALS:
         out = RESULTS / f"brca1_{mode}"
-        heads: list[str] = []  # supervised heads: `genomod eval brca1 --heads` (not part of the card build)
         run([sys.executable, "-m", "genomod", "eval", "brca1", "--model", "default", "--mode", mode,
-             "--rc" if rc else "--no-rc", "--calibrate", "--batch-size", "32", *heads, "--out", str(out)])
+             "--rc" if rc else "--no-rc", "--calibrate", "--batch-size", "32", "--out", str(out)])
 
 
 def _row(metrics: list[dict], score: str, group: str) -> dict | None:

@@ -23,6 +23,18 @@ def _genomod_cache(tmp_path_factory: pytest.TempPathFactory):
         yield
 
 
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """Run a test with one torch/OpenMP thread (model-level tests stay fast and comparable on 2 cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ``shared`` folder beside the repository root; skips the test when it is absent."""

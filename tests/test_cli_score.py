@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pysam
 import pytest
-import torch
 
 from genomod.checkpoint import save_model
 from genomod.cli.main import main
@@ -25,13 +24,7 @@ HEADER = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

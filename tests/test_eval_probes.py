@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from genomod.checkpoint import save_model
 from genomod.cli.main import main
@@ -17,14 +16,7 @@ from genomod.errors import InputError
 from genomod.eval import probes as P
 from tests.model_helpers import tiny_test_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def snvs(variants, label=None, group=None) -> set[tuple[int, str, str]]:

@@ -31,6 +31,7 @@ import yaml
 
 from genomod.errors import ConfigError, InputError, ModelError
 from genomod.model import HybridModel, ModelConfig
+from genomod.utils import file_digest
 
 # genomod name -> published YAML (genomod/data/evo2_configs, ArcInstitute/evo2 commit 53f1959)
 EVO2_CONFIGS: dict[str, str] = {
@@ -130,19 +131,11 @@ def checkpoint_parts(path: str | os.PathLike) -> list[Path]:
     return parts
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @contextlib.contextmanager
 def _merged(parts: list[Path], tmp_dir: Path) -> Iterator[tuple[Path, str]]:
     """Yield (single file, sha256): the file itself, or the parts concatenated into a temporary file."""
     if len(parts) == 1:
-        yield parts[0], _sha256(parts[0])
+        yield parts[0], file_digest(parts[0])
         return
     tmp_dir.mkdir(parents=True, exist_ok=True)
     merged = tmp_dir / f".{parts[0].name}.merged.tmp"
