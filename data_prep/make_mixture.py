@@ -148,16 +148,39 @@ def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a YAML recipe file."""
-    p = Path(path)
+    """Read and validate a YAML recipe file (or a derived one: ``base`` + ``weights``)."""
+    return parse_recipe(load_recipe_doc(Path(path)), str(path))
+
+
+def _derive(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A derived recipe: ``base`` (a recipe file, relative to this one) with ``weights`` {source: weight}
+    replacing the base's weights and any other top-level key replacing the base's; hold-outs stay identical
+    when ``seed`` is kept, so a later training stage re-weights the same sources over the same splits."""
+    base = load_recipe_doc(path.parent / str(doc["base"]))
+    overrides = doc.get("weights") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: weights: a mapping source name -> weight")
+    names = {s.get("name") for s in base.get("sources", [])}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"{path}: weights: unknown source(s) {', '.join(map(str, unknown))}")
+    out = {**base, **{k: v for k, v in doc.items() if k not in ("base", "weights")}}
+    out["sources"] = [{**s, "weight": overrides.get(s["name"], s["weight"])} for s in base["sources"]]
+    return out
+
+
+def load_recipe_doc(path: Path) -> dict[str, Any]:
+    """The YAML mapping of a recipe file, derived recipes resolved (ConfigError naming the file)."""
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{p}: recipe not found") from None
+        raise ConfigError(f"{path}: recipe not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{p}: cannot parse recipe (line {mark.line + 1 if mark else '?'})") from None
-    return parse_recipe(doc, str(p))
+        raise ConfigError(f"{path}: cannot parse recipe (line {mark.line + 1 if mark else '?'})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return _derive(doc, path) if "base" in doc else doc
 
 
 # ---------------------------------------------------------------------------------------------- records

@@ -167,3 +167,22 @@ def test_weighted_loss_ignores_zero_weights() -> None:
 def test_source_defaults() -> None:
     s = Source(name="a", path="a", kind="cds", weight=1.0)
     assert s.record_fraction == 1.0 and s.splice_layout is None
+
+
+def test_derived_recipe_reweights_the_base(tmp_path: Path) -> None:
+    from data_prep.make_mixture import load_recipe
+
+    base = {"window": 64, "seed": 3, "sources": [
+        {"name": "a", "path": "a.fa", "kind": "cds", "weight": 0.5},
+        {"name": "b", "path": "b.fa", "kind": "genomic", "weight": 1.0}]}
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    (tmp_path / "stage2.yaml").write_text("base: base.yaml\nweights: {a: 2.0}\nval_fraction: 0.02\n")
+    r = load_recipe(tmp_path / "stage2.yaml")
+    assert [(s.name, s.weight) for s in r.sources] == [("a", 2.0), ("b", 1.0)]
+    assert r.seed == 3 and r.window == 64 and r.val_fraction == 0.02
+    (tmp_path / "bad.yaml").write_text("base: base.yaml\nweights: {c: 2.0}\n")
+    with pytest.raises(ConfigError, match="unknown source.*c"):
+        load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "nobase.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: recipe not found"):
+        load_recipe(tmp_path / "nobase.yaml")

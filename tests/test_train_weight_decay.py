@@ -40,3 +40,23 @@ def test_tagged_parameter_and_untied_unembedding() -> None:
     decay, no_decay = _groups(model)
     assert "blocks.0.mlp.l1.weight" in no_decay
     assert "unembed.weight" in decay  # an untied output projection is a Linear weight
+
+
+def test_log_poles_are_clamped_to_stable_filters() -> None:
+    from genomod.train.module import PretrainModule, clamp_log_poles
+
+    cfg = ModelConfig.preset("tiny", hidden_size=64, li_filter_groups=64, inner_mlp_size=128,
+                             num_attention_heads=2, se_filter_groups=8, mr_filter_groups=8)
+    model = HybridModel(cfg)
+    poles = [p for n, p in model.named_parameters() if n.endswith("log_poles")]
+    assert poles
+    with torch.no_grad():
+        poles[0][0, 0, 0] = 0.03
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    assert clamp_log_poles(model, 0.0) == 1 and float(poles[0].max()) <= 0.0
+    assert clamp_log_poles(model, 0.0) == 0
+    # a module started from weights with a growing mode is projected on construction (and after each update)
+    module = PretrainModule(cfg, {"max_log_pole": 0.0}, total_steps=1, init_weights=weights)
+    assert all(float(p.max()) <= 0.0 for n, p in module.model.named_parameters() if n.endswith("log_poles"))
+    off = PretrainModule(cfg, {"max_log_pole": None}, total_steps=1, init_weights=weights)
+    assert max(float(p.max()) for n, p in off.model.named_parameters() if n.endswith("log_poles")) > 0.0

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "precision": "auto",  # auto = bf16-mixed on CUDA, 32 on CPU; bf16-mixed also runs on CPU (autocast)
         "activation_checkpointing": False,
+        "max_log_pole": 0.0,  # Hyena-LI log-poles are clamped to <= this after every update (null: off)
         "val_interval": 500,  # optimizer steps
         "log_interval": 10,  # optimizer steps between progress/CSV rows
         "deterministic": False,  # torch.use_deterministic_algorithms (exact-resume checks)
@@ -266,6 +267,7 @@ def validate(cfg: TrainConfig) -> None:
     if (t["max_steps"] is None) == (t["max_tokens"] is None):
         _fail("train.max_steps", "set exactly one of train.max_steps and train.max_tokens")
     _num(t, "train", "grad_clip", float, lo=0)
+    _num(t, "train", "max_log_pole", float, allow_none=True)
     _num(t, "train", "seed", int, lo=0)
     t["precision"] = str(t["precision"])
     if t["precision"] not in PRECISIONS:

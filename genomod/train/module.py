@@ -49,6 +49,17 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             {"params": list(no_decay.values()), "weight_decay": 0.0}]
 
 
+@torch.no_grad()
+def clamp_log_poles(model: torch.nn.Module, bound: float = 0.0) -> int:
+    """Clamp every Hyena-LI ``log_poles`` parameter to <= ``bound`` in place; returns how many values moved."""
+    moved = 0
+    for name, p in model.named_parameters():
+        if name.endswith("log_poles"):
+            moved += int((p > bound).sum())
+            p.clamp_(max=bound)
+    return moved
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1 over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total``."""
     if warmup > 0 and step < warmup:
@@ -85,6 +96,8 @@ class PretrainModule(pl.LightningModule):
         self.model = HybridModel(model_config)
         if init_weights is not None:
             self.model.load_state_dict(init_weights)
+        if self.cfg.get("max_log_pole") is not None:
+            clamp_log_poles(self.model, float(self.cfg["max_log_pole"]))
         if self.cfg.get("activation_checkpointing"):
             enable_activation_checkpointing(self.model)
         self._acc_loss: list[torch.Tensor] = []
@@ -127,6 +140,13 @@ class PretrainModule(pl.LightningModule):
         if log_now:
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep Hyena-LI filters stable: project log-poles onto <= ``max_log_pole`` after each update, so that a
+        modal filter never grows with distance (one-pass and cached/chunked forwards then agree at any length)."""
+        bound = self.cfg.get("max_log_pole")
+        if bound is not None:
+            clamp_log_poles(self.model, float(bound))
 
     def validation_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Validation micro-batch loss (weighted like training)."""
