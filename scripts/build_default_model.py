@@ -4,10 +4,12 @@
     python scripts/build_default_model.py --steps probes,eval,card   # re-run the evaluations and the card
 
 Steps:
-  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml (../shared/data; BRCA1 name + 31-mer
-           exclusion; probe and validation records held out before any window is cut)
-  train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml (resumes if interrupted)
-  export   the final checkpoint + training metadata + mixture summary -> genomod/data/models/default/
+  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml and its stage-2 re-weighting
+           mixture_stage2.yaml (../shared/data; BRCA1 name + 31-mer exclusion; probe and validation records
+           held out by record before any window is cut, identical in both)
+  train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
+           from the stage-1 model on the coding/splice-weighted mixture); each resumes if interrupted
+  export   the final checkpoint + training metadata of both stages + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
            benchmark loci) -> genomod/data/models/default/calibration.tsv
@@ -32,6 +34,11 @@ PROBE_DIR = ROOT / "genomod" / "data" / "probes"
 RESULTS = ROOT / "docs" / "results" / "default_model"
 MIXTURE = ROOT / "work_local" / "mixture_default"
 RUN = ROOT / "work_local" / "runs" / "default"
+# (mixture recipe, shards, pretrain recipe, run folder) per training stage; paths as written in the recipes
+STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
+          ("mixture_stage2.yaml", ROOT / "work_local" / "mixture_stage2", "pretrain_stage2.yaml",
+           ROOT / "work_local" / "runs" / "default_stage2")]
+FINAL_RUN = STAGES[-1][3]  # the shipped model's run: calibration and probe outputs go beside it
 # background genome for the calibration table: human training sequence, outside every benchmark locus
 CALIBRATION_FASTA = "data/pretrain/genomic/grch38_chr20_chr21_10M.fa.gz"
 # fast: runs of 128 consecutive sites (one tile per forward); exact: independent sites (one prefix each)
@@ -50,36 +57,44 @@ def run(cmd: list[str]) -> None:
 
 
 def step_mixture(shared: Path) -> None:
-    run([sys.executable, "-m", "data_prep.make_mixture", "--recipe", str(RECIPE / "mixture.yaml"),
-         "--data-root", str(shared / "data"), "--out", str(MIXTURE), "--overwrite"])
+    for recipe, shards, _, _ in STAGES:
+        run([sys.executable, "-m", "data_prep.make_mixture", "--recipe", str(RECIPE / recipe),
+             "--data-root", str(shared / "data"), "--out", str(shards), "--overwrite"])
 
 
 def step_train() -> None:
-    run([sys.executable, "scripts/pretrain.py", "-c", str(RECIPE / "pretrain.yaml")])
+    for _, _, recipe, _ in STAGES:
+        run([sys.executable, "scripts/pretrain.py", "-c", str(RECIPE / recipe)])
 
 
-def _mixture_summary(manifest: dict) -> dict:
+def _mixture_summary() -> dict:
+    """Sources of the stage-1 manifest, with each later stage's weight and training rows beside them."""
     keep = ("name", "path", "kind", "weight", "licence", "md5", "records", "bases", "dropped_name", "dropped_kmer",
             "thinned", "probe_records", "train_rows", "val_rows")
-    return {"recipe": "recipes/default_model/mixture.yaml", "window": manifest["window"],
-            "counts": manifest["counts"], "exclusion": manifest["exclusion"], "split": manifest["split"],
-            "sources": [{k: s.get(k) for k in keep} for s in manifest["sources"]]}
+    manifests = [json.loads((shards / "manifest.json").read_text()) for _, shards, _, _ in STAGES]
+    first = manifests[0]
+    sources = [{k: s.get(k) for k in keep} for s in first["sources"]]
+    for src in sources:
+        src["stage_weights"] = [next(t["weight"] for t in m["sources"] if t["name"] == src["name"]) for m in manifests]
+        src["stage_train_rows"] = [next(t["train_rows"] for t in m["sources"] if t["name"] == src["name"])
+                                   for m in manifests]
+    return {"recipes": [f"recipes/default_model/{r}" for r, _, _, _ in STAGES], "window": first["window"],
+            "counts": first["counts"], "stage_train_rows": [m["counts"]["train"] for m in manifests],
+            "exclusion": first["exclusion"], "split": first["split"], "sources": sources}
 
 
 def step_export() -> None:
-    final = RUN / "final"
-    summary = json.loads((RUN / "summary.json").read_text())
-    manifest = json.loads((MIXTURE / "manifest.json").read_text())
+    final = STAGES[-1][3] / "final"
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(final / "model.safetensors", MODEL_DIR / "model.safetensors")
     doc = json.loads((final / "config.json").read_text())
-    doc["training"] = {
-        "recipe": "recipes/default_model/pretrain.yaml",
-        "summary": {k: v for k, v in summary.items() if k not in ("train_curve", "val_curve")},
-        "train_curve": summary.get("train_curve", []),
-        "val_curve": summary.get("val_curve", []),
-        "mixture": _mixture_summary(manifest),
-    }
+    stages = []
+    for mixture, _, recipe, run_dir in STAGES:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        stages.append({"recipe": f"recipes/default_model/{recipe}", "mixture": f"recipes/default_model/{mixture}",
+                       "summary": {k: v for k, v in summary.items() if k not in ("train_curve", "val_curve")},
+                       "train_curve": summary.get("train_curve", []), "val_curve": summary.get("val_curve", [])})
+    doc["training"] = {"stages": stages, "mixture": _mixture_summary()}
     (MODEL_DIR / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"exported {MODEL_DIR}")
 
@@ -124,11 +139,11 @@ def _write_probe_provenance() -> None:
 
 def step_calibrate(shared: Path) -> None:
     for mode, (n, cluster) in CALIBRATION_SITES.items():
-        out = RUN / f"calibration_{mode}.tsv"
+        out = FINAL_RUN / f"calibration_{mode}.tsv"
         run([sys.executable, "-m", "genomod", "calibrate", "--model", "default", "-r", str(shared / CALIBRATION_FASTA),
              "--sites", str(n), "--cluster", str(cluster), "--mode", mode, "--rc",
              "--exclude", str(RECIPE / "exclude_benchmark_loci.bed"), "--batch-size", "32", "--out", str(out)])
-    _merge_tables([RUN / f"calibration_{m}.tsv" for m in CALIBRATION_SITES], MODEL_DIR / "calibration.tsv")
+    _merge_tables([FINAL_RUN / f"calibration_{m}.tsv" for m in CALIBRATION_SITES], MODEL_DIR / "calibration.tsv")
 
 
 def _merge_tables(parts: list[Path], out: Path) -> None:
@@ -145,7 +160,7 @@ def step_probes() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for mode, rc in (("fast", False), ("fast", True), ("exact", True)):
         cap = ["--max-variants-per-class", "3000" if mode == "fast" else "250"]
-        out = RUN / f"probes_{mode}_{'rc' if rc else 'fwd'}"
+        out = FINAL_RUN / f"probes_{mode}_{'rc' if rc else 'fwd'}"
         run([sys.executable, "-m", "genomod", "eval", "probes", "--model", "default", "--mode", mode,
              "--rc" if rc else "--no-rc", "--batch-size", "32", *cap, "--out", str(out)])
         shutil.copyfile(out / "probes.json", RESULTS / f"probes_{mode}_{'rc' if rc else 'fwd'}.json")
@@ -217,8 +232,10 @@ def step_card() -> None:
     doc = json.loads((MODEL_DIR / "config.json").read_text())
     cfg = ModelConfig.from_dict(doc["model"])
     tr = doc["training"]
-    s = tr["summary"]
     mix = tr["mixture"]
+    stages = tr["stages"]
+    final = stages[-1]["summary"]
+    tokens = sum(st["summary"]["tokens"] for st in stages)
     lines = [
         "# genomod `default` model card",
         "",
@@ -233,32 +250,47 @@ def step_card() -> None:
         f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
-        f"- Recipe: `{tr['recipe']}` via `scripts/pretrain.py` on the mixture `{mix['recipe']}` "
-        "(`python -m data_prep.make_mixture`).",
-        f"- Steps {s['steps']:,}; tokens {s['tokens']:,}; wall time {s['wall_time_s'] / 3600:.2f} h on "
-        f"{s['device']} ({s.get('precision')}, 2 threads); median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
-        + (f" (wall time of the last segment: the run resumed from `{Path(s['resumed_from']).name}`)."
-           if s.get("resumed_from") else "."),
+        f"Two stages via `scripts/pretrain.py`, {tokens:,} tokens in all; the second continues from the first "
+        "on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
+        "",
+    ]
+    for i, st in enumerate(stages, 1):
+        s = st["summary"]
+        lines.append(
+            f"- Stage {i}: `{st['recipe']}` on `{st['mixture']}`: steps {s['steps']:,}; tokens {s['tokens']:,}; "
+            f"wall time {s['wall_time_s'] / 3600:.2f} h on {s['device']} ({s.get('precision')}, 2 threads); "
+            f"median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
+            + (f" (wall time of the last segment: the run resumed from `{Path(s['resumed_from']).name}`)"
+               if s.get("resumed_from") else "")
+            + f"; final validation loss {s['final_val_loss']:.4f}.")
+    lines += [
         "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0); "
         "reverse-complement augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
-        f"- Final validation loss {s['final_val_loss']:.4f} nats/nt (perplexity {s['final_val_ppl']:.3f}; "
-        "uniform over ACGT = 4) on held-out records of every source.",
+        f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
+        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in both stages).",
         "",
-        "Validation curve (step: loss): " + ", ".join(f"{v['step']}: {v['val_loss']:.4f}" for v in tr["val_curve"]),
-        "",
+    ]
+    for i, st in enumerate(stages, 1):
+        lines += [f"Validation curve, stage {i} (step: loss): "
+                  + ", ".join(f"{v['step']}: {v['val_loss']:.4f}" for v in st["val_curve"]), ""]
+    lines += [
         "### Data",
-        f"{mix['counts']['train']:,} training and {mix['counts']['val']:,} validation windows of {mix['window']} bp; "
+        f"{' / '.join(f'{n:,}' for n in mix['stage_train_rows'])} training windows (stage "
+        f"{' / '.join(str(i + 1) for i in range(len(stages)))}) and {mix['counts']['val']:,} validation windows of "
+        f"{mix['window']} bp; "
         f"{mix['counts']['probe_orfs']} ORF and {mix['counts']['probe_splice']} splice probe records held out. "
         "Benchmark exclusion: records naming BRCA1 and records with >= 5% of their 31-mer positions in the human "
         "BRCA1 locus slices (hg19 and hg38, genomod/data/reference) were dropped (counts below).",
         "",
-        "| source | kind | weight | licence | Mb kept | train rows | dropped (name / 31-mer) |",
+        "| source | kind | weight (per stage) | licence | Mb kept | train rows (per stage) | dropped (name / 31-mer) |",
         "|---|---|---|---|---|---|---|",
     ]
     for src in mix["sources"]:
-        lines.append(f"| {src['name']} | {src['kind']} | {src['weight']} | {src['licence']} | "
-                     f"{src['bases'] / 1e6:.2f} | {src['train_rows']:,} | {src['dropped_name']} / {src['dropped_kmer']} |")
+        weights = " / ".join(str(w) for w in src["stage_weights"])
+        rows = " / ".join(f"{n:,}" for n in src["stage_train_rows"])
+        lines.append(f"| {src['name']} | {src['kind']} | {weights} | {src['licence']} | "
+                     f"{src['bases'] / 1e6:.2f} | {rows} | {src['dropped_name']} / {src['dropped_kmer']} |")
     lines += ["", "## Label-free probes (held-out sequences; the model's settings were chosen on these)", ""]
     lines += _probe_lines()
     lines += ["", "## BRCA1 (Findlay et al. 2018), LOF vs FUNC+INT, 3,893 SNVs", "",
@@ -295,7 +327,7 @@ def step_card() -> None:
         "",
         "## Known limits",
         f"- A {count_parameters_analytic(cfg) / 1e6:.1f} M-parameter model trained for "
-        f"{s['tokens'] / 1e6:.0f} M tokens on a 2-core CPU: far smaller than Evo 2; use its scores as a baseline, "
+        f"{tokens / 1e6:.0f} M tokens on a 2-core CPU: far smaller than Evo 2; use its scores as a baseline, "
         "not for clinical interpretation.",
         f"- Trained at {cfg.max_seqlen} bp; longer windows run (the operators are length-agnostic) but were not "
         "trained.",
