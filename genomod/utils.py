@@ -37,7 +37,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     An interrupted or failed write never leaves a partial file under the final name.
     """
     final = Path(final)
-    parent = _writable_parent(final)
+    parent = writable_parent(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -97,7 +97,7 @@ def capture_stderr_fd() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace"))
 
 
-def _writable_parent(path: Path) -> Path:
+def writable_parent(path: Path) -> Path:
     """The folder ``path`` will be written in; InputError when it is missing or not writable."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -110,7 +110,7 @@ def _writable_parent(path: Path) -> Path:
 def check_writable(path: str | os.PathLike) -> None:
     """Fail early (before any work) when an output path cannot be written."""
     path = Path(path)
-    _writable_parent(path)
+    writable_parent(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file path")
 

@@ -218,3 +218,12 @@ def test_sequence_line_with_digit_names_its_line(tmp_path):
     with pytest.raises(InputError, match=r"digit.fa: line 3: invalid character '7' in the sequence of chr1"):
         ReferenceGenome(path)
     assert not (tmp_path / "digit.fa.fai").exists(), "a rejected FASTA must not keep a half-trusted index"
+
+
+def test_io_does_not_import_torch():
+    """Pure I/O stays light: genomod.io (and genomod.utils, which it imports) never pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, genomod.io, genomod.utils; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
