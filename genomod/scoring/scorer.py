@@ -270,7 +270,7 @@ class VariantScorer:
     def _calibrate(self, variants: list[Variant], scores: list[dict], mode: str) -> list[dict]:
         """The ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.
 
-        Non-SNVs and contexts holding N (or past a contig edge) stay NaN (no entry).
+        Non-SNVs get no entry (their columns stay NaN); contexts holding N (or past a contig edge) get NaN.
         """
         from genomod.scoring.calibration import site_context
 
