@@ -32,7 +32,7 @@ from genomod.io.contigs import aliases, parse_region_name, same_contig
 from genomod.io.fasta import ReferenceGenome
 from genomod.io.windows import window_starts
 from genomod.tokenizer import N_ID, TOKENIZER_VERSION, encode
-from genomod.utils import file_digest
+from genomod.utils import file_digest, writable_parent
 
 FORMAT = "genomod-shards-1"
 SPLITS = ("train", "val")
@@ -109,6 +109,22 @@ def _progress(enabled: bool, total: int):
     return prog, task
 
 
+def _check_settings(fastas: Sequence[str | os.PathLike], out: Path, window: int, stride: int, max_n_frac: float,
+                    val_frac: float, overwrite: bool) -> Path:
+    """InputError for a bad setting or an output that cannot be written; returns the output's parent folder."""
+    if window <= 0 or stride <= 0:
+        raise InputError(f"window ({window}) and stride ({stride}) must be positive")
+    if not 0.0 <= max_n_frac <= 1.0:
+        raise InputError(f"--max-n-frac must be in [0, 1], got {max_n_frac}")
+    if not 0.0 <= val_frac < 1.0:
+        raise InputError(f"--val-frac must be in [0, 1), got {val_frac}")
+    if not fastas:
+        raise InputError("no --fasta given")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: output already exists (use --overwrite to replace it)")
+    return writable_parent(out)
+
+
 def make_shards(
     fastas: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -129,22 +145,7 @@ def make_shards(
     """Write ``out/train.h5``, ``out/val.h5`` and ``out/manifest.json``; returns the manifest dict."""
     out = Path(out)
     stride = window if stride is None else stride
-    if window <= 0 or stride <= 0:
-        raise InputError(f"window ({window}) and stride ({stride}) must be positive")
-    if not 0.0 <= max_n_frac <= 1.0:
-        raise InputError(f"--max-n-frac must be in [0, 1], got {max_n_frac}")
-    if not 0.0 <= val_frac < 1.0:
-        raise InputError(f"--val-frac must be in [0, 1), got {val_frac}")
-    if not fastas:
-        raise InputError("no --fasta given")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: output already exists (use --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{out}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{out}: output folder {parent} is not writable")
-
+    parent = _check_settings(fastas, out, window, stride, max_n_frac, val_frac, overwrite)
     refs = [ReferenceGenome(p, cache_dir=cache_dir) for p in fastas]
     excl_ivs = read_bed(exclude) if exclude else []
     val_ivs = read_bed(val_intervals) if val_intervals else []

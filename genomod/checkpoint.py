@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genomod import __version__
+from genomod.data_paths import models_dir
 from genomod.errors import ConfigError, ModelError
 from genomod.model import HybridModel, ModelConfig
 from genomod.tokenizer import TOKENIZER_VERSION
@@ -30,7 +30,7 @@ WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "MODEL_CARD.md"
 
 def shipped_models_dir() -> Path:
     """Folder of the models shipped inside the package."""
-    return Path(str(resources.files("genomod") / "data" / "models"))
+    return models_dir()
 
 
 def shipped_models() -> list[str]:
@@ -152,7 +152,7 @@ def model_card(name_or_path: str | os.PathLike = "default") -> str:
         return card.read_text()
     doc = read_checkpoint_config(path)
     cfg = ModelConfig.from_dict(doc["model"])
-    from genomod.model import count_parameters_analytic
+    from genomod.model import count_parameters
 
     return (f"# {cfg.name}\n\nlayers: {' '.join(cfg.layer_types)}\nhidden size: {cfg.hidden_size}\n"
-            f"parameters: {count_parameters_analytic(cfg):,}\ntraining: {json.dumps(doc.get('training', {}))}\n")
+            f"parameters: {count_parameters(cfg):,}\ntraining: {json.dumps(doc.get('training', {}))}\n")

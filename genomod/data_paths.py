@@ -1,4 +1,4 @@
-"""Paths of the data shipped inside the package (never ../shared at run time)."""
+"""Paths of the data shipped inside the package (never ../shared at run time): the one place they are spelled."""
 
 from __future__ import annotations
 
@@ -24,3 +24,18 @@ def brca1_reference(build: str = "hg19") -> Path:
 def probes_dir() -> Path:
     """Folder of the label-free probe inputs (orfs.fa.gz, splice.fa.gz, heldout.fa.gz, markov_counts.npz)."""
     return data_dir() / "probes"
+
+
+def models_dir() -> Path:
+    """Folder of the shipped model checkpoints (one folder per model)."""
+    return data_dir() / "models"
+
+
+def evo2_configs_dir() -> Path:
+    """Folder of the published Evo 2 YAML configs (ArcInstitute/evo2 commit 53f1959)."""
+    return data_dir() / "evo2_configs"
+
+
+def presets_dir() -> Path:
+    """Folder of the model presets read by ``ModelConfig.preset`` (genomod JSONs, the Evo 2 YAML index)."""
+    return data_dir() / "presets"

@@ -1,4 +1,7 @@
-"""Small shared helpers: input checks and opening, atomic output files, device selection."""
+"""Small shared helpers: input checks and opening, atomic output files, htslib stderr capture, device selection.
+
+Imported by the pure I/O modules (``genomod.io``), so torch is imported only inside ``resolve_device``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,16 @@ import contextlib
 import gzip
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-
-import torch
+from typing import TYPE_CHECKING, BinaryIO
 
 from genomod.errors import DeviceError, InputError, check_terminated
+
+if TYPE_CHECKING:
+    import torch
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -32,7 +37,7 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     An interrupted or failed write never leaves a partial file under the final name.
     """
     final = Path(final)
-    parent = _writable_parent(final)
+    parent = writable_parent(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -71,7 +76,28 @@ def open_decompressed(path: str | os.PathLike) -> BinaryIO:
     return gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
 
 
-def _writable_parent(path: Path) -> Path:
+@contextlib.contextmanager
+def capture_stderr_fd() -> Iterator[list[str]]:
+    """Capture what C code (htslib) writes to file descriptor 2 during the block (one string, appended at exit)."""
+    out: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def writable_parent(path: Path) -> Path:
     """The folder ``path`` will be written in; InputError when it is missing or not writable."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -84,13 +110,15 @@ def _writable_parent(path: Path) -> Path:
 def check_writable(path: str | os.PathLike) -> None:
     """Fail early (before any work) when an output path cannot be written."""
     path = Path(path)
-    _writable_parent(path)
+    writable_parent(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a file path")
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """'auto'/None -> CUDA when present, else CPU; an unavailable explicit device is a clear error."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)

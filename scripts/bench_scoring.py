@@ -108,7 +108,7 @@ def git_rev(rev: str) -> str | None:
         return None
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linear run: arguments, timings, report
     """Parse arguments, time exact and fast scoring (new and legacy, interleaved), print and write JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="checkpoint name or folder (default: the shipped model)")

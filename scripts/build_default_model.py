@@ -227,7 +227,7 @@ def _probe_lines() -> list[str]:
 
 
 def step_card() -> None:
-    from genomod.model import ModelConfig, count_parameters_analytic
+    from genomod.model import ModelConfig, count_parameters
 
     doc = json.loads((MODEL_DIR / "config.json").read_text())
     cfg = ModelConfig.from_dict(doc["model"])
@@ -246,7 +246,7 @@ def step_card() -> None:
         f"- StripedHyena-2-style hybrid, {cfg.num_layers} layers `{' '.join(cfg.layer_types)}`, width "
         f"{cfg.hidden_size}, {cfg.num_attention_heads} attention heads, MLP {cfg.inner_mlp_size}, "
         f"Hyena-SE/MR filter lengths {cfg.se_filter_length}/{cfg.mr_filter_length}, LI state {cfg.li_state_size}.",
-        f"- Parameters: {count_parameters_analytic(cfg):,}; weights float32 safetensors; byte tokenizer "
+        f"- Parameters: {count_parameters(cfg):,}; weights float32 safetensors; byte tokenizer "
         f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
@@ -326,7 +326,7 @@ def step_card() -> None:
     lines += [
         "",
         "## Known limits",
-        f"- A {count_parameters_analytic(cfg) / 1e6:.1f} M-parameter model trained for "
+        f"- A {count_parameters(cfg) / 1e6:.1f} M-parameter model trained for "
         f"{tokens / 1e6:.0f} M tokens on a 2-core CPU: far smaller than Evo 2; use its scores as a baseline, "
         "not for clinical interpretation.",
         f"- Trained at {cfg.max_seqlen} bp; longer windows run (the operators are length-agnostic) but were not "

@@ -10,6 +10,7 @@ import pytest
 import genomod.io.fasta as fasta_mod
 from genomod.errors import InputError
 from genomod.io.fasta import ReferenceGenome, detect_compression
+from genomod.io.windows import Window
 
 
 def _one_line_error(excinfo, path) -> str:
@@ -83,6 +84,20 @@ def test_windows_with_padding(tiny_fasta, tiny_records):
     assert (w.pad_left, w.pad_right) == (0, 2) and w.seq == tiny_records["chrM"][114:] + "NN"
     w = ref.window("MT", 60, 200)
     assert (w.pad_left, w.pad_right) == (40, 40) and len(w.seq) == 200 and w.contig == "chrM"
+
+
+def test_window_read_pads_past_contig_edges():
+    seq = "ACGTACGT"
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    w = Window.read(fetch, "c", -3, 2, 8)
+    assert (w.seq, w.pad_left, w.pad_right, w.pad, w.length) == ("NNNAC", 3, 0, 3, 5)
+    assert Window.read(fetch, "c", 6, 11, 8).seq == "GTNNN"
+    assert Window.read(fetch, "c", -5, -2, 8).seq == "NNN"
+    assert Window.read(fetch, "c", 9, 12, 8).seq == "NNN"
+    w = Window.read(fetch, "c", 4, 12, 8)  # head: the padding of the first bases only
+    assert (w.pad_right, w.head(6).pad_right, w.head(3).pad_right, w.head(3).seq) == (4, 2, 0, "ACG")
+    w = Window.around(fetch, "c", 1, 6, 8)
+    assert (w.start, w.seq, w.pad_left, w.head(2).pad_left, w.head(1).pad_left) == (-2, "NNACGT", 2, 2, 1)
 
 
 def test_position_beyond_end(tiny_fasta):
@@ -203,3 +218,12 @@ def test_sequence_line_with_digit_names_its_line(tmp_path):
     with pytest.raises(InputError, match=r"digit.fa: line 3: invalid character '7' in the sequence of chr1"):
         ReferenceGenome(path)
     assert not (tmp_path / "digit.fa.fai").exists(), "a rejected FASTA must not keep a half-trusted index"
+
+
+def test_io_does_not_import_torch():
+    """Pure I/O stays light: genomod.io (and genomod.utils, which it imports) never pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, genomod.io, genomod.utils; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

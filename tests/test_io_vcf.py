@@ -7,10 +7,10 @@ import pytest
 from genomod.errors import InputError
 from genomod.io.fasta import ReferenceGenome
 from genomod.io.vcf import (
+    BuildCheck,
     SkippedVariant,
     Variant,
     read_variants,
-    reference_build_check,
     split_variants,
     variant_kind,
     variants_from_tuples,
@@ -177,7 +177,18 @@ def test_variants_from_tuples(ref, tiny_records):
         list(variants_from_tuples([("chr1", 100)], ref))
 
 
-def test_reference_build_check():
-    assert reference_build_check(0.0, 1000) is None
-    assert "genome build" in reference_build_check(0.7, 1000)
-    assert reference_build_check(0.7, 5) is None
+def test_build_check_policy():
+    """One policy: > 10% mismatching REF alleles (of >= 20 checked) is an error, > 1% a warning."""
+    mism = SkippedVariant("chr1", 1, "A", "C", "REF 'A' does not match reference 'G' at chr1:1")
+    ok = Variant("chr1", 2, "A", "C")
+    clean = BuildCheck.of([ok] * 1000)
+    assert clean.rate == 0.0 and not clean.wrong_build and clean.warning("ref.fa") is None
+    wrong = BuildCheck.of([mism] * 70 + [ok] * 30)
+    assert wrong.wrong_build and wrong.warning("ref.fa") is None
+    with pytest.raises(InputError, match="another genome build"):
+        wrong.raise_if_wrong("in.vcf", "ref.fa")
+    few = BuildCheck.of([mism] * 4 + [ok])  # too few alleles to refuse, but loud
+    assert not few.wrong_build and "check the genome build" in few.warning("ref.fa")
+    few.raise_if_wrong("in.vcf", "ref.fa")
+    assert "2.0%" in BuildCheck.of([mism] + [ok] * 49).warning("ref.fa")
+    assert BuildCheck.of([mism] + [ok] * 199).warning("ref.fa") is None  # 0.5%: no warning

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from genomod.io.windows import Window
 from genomod.scoring import VariantScorer
-from genomod.scoring.fast import TileCache, fetch_padded, site_logprobs, snv_score
+from genomod.scoring.fast import TileCache, site_logprobs, snv_score
 from genomod.tokenizer import BASE_IDS, encode, reverse_complement
 from tests.model_helpers import tiny_test_model
 
@@ -43,15 +44,6 @@ def repeat_model():
     torch.set_num_threads(threads)
     assert loss.item() < 0.5, loss.item()
     return model.eval()
-
-
-def test_fetch_padded():
-    seq = "ACGTACGT"
-    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
-    assert fetch_padded(fetch, "c", -3, 2, 8) == "NNNAC"
-    assert fetch_padded(fetch, "c", 6, 11, 8) == "GTNNN"
-    assert fetch_padded(fetch, "c", -5, -2, 8) == "NNN"
-    assert fetch_padded(fetch, "c", 9, 12, 8) == "NNN"
 
 
 def test_tiles_do_not_depend_on_batch(repeat_model):
@@ -102,10 +94,10 @@ def _plain_fast(model, seq: str, window: int, rc: bool, variants) -> np.ndarray:
     for _, pos, r, a in variants:
         p, ri, ai = pos - 1, "ACGT".find(r), "ACGT".find(a)
         k = p // half
-        fwd = row_lp(encode(fetch_padded(fetch, "c", k * half - half, k * half + half, len(seq))), ("f", k))
+        fwd = row_lp(encode(Window.read(fetch, "c", k * half - half, k * half + half, len(seq)).seq), ("f", k))
         score = float(fwd[p - (k * half - half) - 1][ai] - fwd[p - (k * half - half) - 1][ri])
         if rc:
-            back = row_lp(encode(fetch_padded(fetch, "c", k * half, k * half + 2 * half, len(seq))), ("rc", k))
+            back = row_lp(encode(Window.read(fetch, "c", k * half, k * half + 2 * half, len(seq)).seq), ("rc", k))
             q = (k * half + 2 * half - 1) - p
             lp = back[q - 1][[3, 2, 1, 0]]
             score = 0.5 * (score + float(lp[ai] - lp[ri]))

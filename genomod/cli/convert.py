@@ -26,12 +26,12 @@ def evo2(checkpoint: str, config: str | None, out: str, dtype: str | None) -> No
     """Convert an Evo 2 checkpoint (e.g. evo2_7b.pt) for `genomod score/eval --model OUT`."""
     from genomod.checkpoint import read_checkpoint_config
     from genomod.convert.evo2 import convert_evo2
-    from genomod.model import ModelConfig, count_parameters_analytic
+    from genomod.model import ModelConfig, count_parameters
 
     path = convert_evo2(checkpoint, out, config=config, dtype=dtype)
     doc = read_checkpoint_config(path)
     src = doc["training"]["source"]
     cfg = ModelConfig.from_dict(doc["model"])
     click.echo(f"wrote {path} ({cfg.name}: {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
-               f"{count_parameters_analytic(cfg) / 1e9:.2f}B parameters; source sha256 {src['sha256'][:16]}..., "
+               f"{count_parameters(cfg) / 1e9:.2f}B parameters; source sha256 {src['sha256'][:16]}..., "
                f"{src['dropped_keys']} TE/rotary keys dropped)")

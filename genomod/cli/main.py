@@ -22,8 +22,6 @@ COMMANDS: dict[str, str] = {
     "convert": "genomod.cli.convert:convert",
 }
 
-_DEBUG = False
-
 
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on first use."""
@@ -46,10 +44,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="genomod")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+def cli(debug: bool) -> None:  # --debug is read by main() itself (it decides on tracebacks)
     """genomod: DNA foundation models on long sequences (FASTA/VCF in, scores and embeddings out)."""
-    global _DEBUG
-    _DEBUG = debug
 
 
 def main(argv: list[str] | None = None) -> int:

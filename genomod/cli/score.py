@@ -1,26 +1,19 @@
-"""``genomod score`` (annotate a VCF with variant-effect scores) and ``genomod mutagenesis`` (region SNVs)."""
+"""``genomod score`` (annotate a VCF with variant-effect scores) and ``genomod mutagenesis`` (region SNVs).
+
+Option parsing and printing only: the annotation itself is ``genomod.scoring.annotate``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import importlib.util
-import math
 import re
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from itertools import islice
 from pathlib import Path
 
 import click
 
-from genomod.errors import ConfigError, InputError, check_terminated
-
-SAMPLE_RECORDS = 200
-MIN_CHECKED = 20  # below this many alleles a high mismatch rate only warns (too few to judge the build)
-MISMATCH_ERROR, MISMATCH_WARN = 0.10, 0.01
+from genomod.errors import ConfigError, InputError
 
 
 def _err(msg: str) -> None:
@@ -35,59 +28,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
         raise ConfigError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
     return int(m.group(1)), int(m.group(2))
-
-
-def shard_range(k: int, n: int, total: int) -> tuple[int, int]:
-    """Record-index range [lo, hi) of shard k (1-based) of n: contiguous blocks, so gathering keeps order."""
-    return (k - 1) * total // n, k * total // n
-
-
-def check_build(vcf: Path, reference, sample: int = SAMPLE_RECORDS) -> tuple[float, int]:
-    """REF mismatch rate over the first ``sample`` records; > 10% is an error, > 1% a loud warning."""
-    from genomod.io import read_variants
-
-    checked = mismatched = 0
-    for item in read_variants(vcf, reference, strict=False):
-        if item.record_index >= sample:
-            break
-        if item.status == "ok":
-            checked += 1
-        elif item.reason and "does not match reference" in item.reason:
-            checked += 1
-            mismatched += 1
-    rate = mismatched / checked if checked else 0.0
-    if checked >= MIN_CHECKED and rate > MISMATCH_ERROR:
-        raise InputError(
-            f"{vcf}: {rate:.1%} of REF alleles ({mismatched}/{checked} in the first {sample} records) "
-            f"do not match reference {reference.path}: is the VCF on another genome build?"
-        )
-    if checked and rate > MISMATCH_WARN:  # also when too few to be an error
-        _err(
-            f"genomod: WARNING: {rate:.1%} of REF alleles ({mismatched}/{checked}) do not match reference "
-            f"{reference.path}: check the genome build; mismatching alleles are skipped"
-        )
-    return rate, checked
-
-
-def reason_key(reason: str | None) -> str:
-    """Group skip reasons for the summary (drop quoted alleles and positions)."""
-    text = re.sub(r"'[^']*'", "X", reason or "unknown")
-    text = re.sub(r"\S+:\d+", "<pos>", text)
-    return re.sub(r"\d+", "N", text)
-
-
-def _load_head(path: str):
-    """Load a supervised head with ``genomod.heads.load_head`` (clear error when that module is absent)."""
-    if importlib.util.find_spec("genomod.heads") is None:
-        raise ConfigError("--head: genomod.heads is not available in this installation")
-    heads = importlib.import_module("genomod.heads")
-    loader = getattr(heads, "load_head", None)
-    if loader is None:
-        raise ConfigError("--head: genomod.heads.load_head is not available in this installation")
-    head = loader(path)
-    if not hasattr(head, "predict_proba") or not hasattr(head, "layer"):
-        raise ConfigError(f"--head {path}: loaded head has no predict_proba()/layer; cannot score with it")
-    return head
 
 
 class _Rate:
@@ -139,7 +79,7 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output VCF (.vcf, .vcf.gz bgzipped + tabix-indexed, .bcf).",
+    help="Output VCF (.vcf, or .vcf.gz bgzipped + tabix-indexed; BCF is not written).",
 )
 @click.option(
     "--model", default="default", show_default=True, help="Shipped model name or checkpoint folder."
@@ -163,7 +103,8 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     help="BED: only records overlapping these intervals (output holds just those).",
 )
 @click.option("--shard", default=None, help="K/N: only the K-th of N contiguous blocks of records.")
-@click.option("--head", "head_path", default=None, help="Supervised head file (genomod.heads.load_head).")
+@click.option("--head", "head_path", default=None,
+              help="Supervised head: a folder saved by Head.save, or its head.json (genomod.heads.load_head).")
 @click.option(
     "--calibrate",
     is_flag=True,
@@ -196,147 +137,54 @@ def score(
     calibration_path: Path | None,
 ) -> None:
     """Score every ALT allele of a VCF and write it back annotated with GENOMOD_* INFO fields."""
-    from genomod.io import IntervalIndex, ReferenceGenome, VcfReader, read_bed, read_variants
+    from genomod.io import IntervalIndex, ReferenceGenome, read_bed
     from genomod.scoring import VariantScorer
-    from genomod.scoring.scorer import ROW_FIELDS
-    from genomod.scoring.vcf_out import VcfTextWriter, add_header, annotate, index_vcf, vcf_write_mode
-    from genomod.utils import atomic_path, check_writable
+    from genomod.scoring.annotate import VcfSource, annotate_vcf
+    from genomod.scoring.vcf_out import vcf_write_mode
+    from genomod.utils import check_writable
 
     # -- checks before any work ------------------------------------------------------------------------
     check_writable(output)
-    gz = vcf_write_mode(output) == "wz"
+    vcf_write_mode(output)  # refuses .bcf
     if tsv is not None:
         check_writable(tsv)
     if (window is not None and window < 16) or batch_size < 1:
         raise ConfigError("--window must be >= 16 and --batch-size >= 1")
     shard_kn = parse_shard(shard)
-    head = _load_head(head_path) if head_path else None
+    head = None
+    if head_path:
+        from genomod.heads import load_head
+
+        head = load_head(head_path)
     ref = ReferenceGenome(reference)
     index = IntervalIndex(read_bed(regions)) if regions is not None else None
-    check_build(input_path, ref)
-    lo, hi = 0, math.inf
-    total: int | None = None
-    if shard_kn is not None:
-        with VcfReader(input_path) as reader:
-            n_records = sum(1 for _ in reader)
-        lo, hi = shard_range(*shard_kn, n_records)
-        total = hi - lo
-    scorer = VariantScorer(
-        model,
-        ref,
-        device=device,
-        window=window,
-        batch_size=batch_size,
-        rc=rc,
-        strict=strict,
-        calibrate=calibrate,
-        calibration=calibration_path,
-    )
-    scorer.check_calibration(mode)
-
-    def selected(rec_index: int, chrom: str, pos: int, ref_allele: str | None) -> bool:
-        if not lo <= rec_index < hi:
-            return False
-        if index is not None:
-            return bool(index.overlaps(chrom, pos - 1, max(1, len(ref_allele or "")))[0])
-        return True
-
-    items = (
-        it
-        for it in read_variants(input_path, ref, strict)
-        if selected(it.record_index, it.chrom, it.pos, it.ref)
-    )
-    columns = scorer.score_columns(mode) + (("head",) if head is not None else ())
-    rows = scorer.iter_scores(items, mode)
-    if head is not None:
-        rows = _with_head(scorer, head, rows, mode)
-    tsv_cols = list(ROW_FIELDS) + list(columns) + ["pad", "status", "reason"]
-    counts: Counter = Counter()
-    n_records = 0
-    start = time.perf_counter()
-    vf = VcfReader(input_path)
-    add_header(vf.header, columns, scorer.model_name, mode, scorer.window, rc, scorer.calibration)
-    with contextlib.ExitStack() as stack:
-        stack.callback(vf.close)
-        tmp_vcf = stack.enter_context(atomic_path(output, suffix=".vcf.gz" if gz else ""))
-        writer = None
-        if tsv is not None:
-            tmp_tsv = stack.enter_context(atomic_path(tsv))
-            fh = stack.enter_context(open(tmp_tsv, "w", newline=""))
-            writer = csv.DictWriter(fh, tsv_cols, delimiter="\t", extrasaction="ignore", restval="")
-            writer.writeheader()
-        out = stack.enter_context(VcfTextWriter(tmp_vcf, str(vf.header), bgzip=gz))
-        advance = stack.enter_context(_progress(total))
-        pending: dict | None = None
-        for rec_index, rec in enumerate(vf):
-            check_terminated()
-            if rec_index >= hi:
-                break
-            if not selected(rec_index, rec.chrom, rec.pos, rec.ref):
-                continue
-            mine = []
-            while True:
-                if pending is None:
-                    pending = next(rows, None)
-                if pending is None or pending["record_index"] != rec_index:
-                    break
-                mine.append(pending)
-                pending = None
-            annotate(rec, mine, columns)
-            out.write(rec)
-            for r in mine:
-                counts["scored" if r["status"] == "ok" else reason_key(r["reason"])] += 1
-                if writer is not None:
-                    writer.writerow(r)
-            n_records += 1
-            advance(1)
-        out.close()
-    if gz and index_vcf(output) is None:
+    with VcfSource(input_path, ref, strict, shard=shard_kn, regions=index) as source:
+        warning = source.build.warning(ref.path)
+        if warning:
+            _err(f"genomod: WARNING: {warning}")
+        scorer = VariantScorer(
+            model,
+            ref,
+            device=device,
+            window=window,
+            batch_size=batch_size,
+            rc=rc,
+            strict=strict,
+            calibrate=calibrate,
+            calibration=calibration_path,
+        )
+        scorer.check_calibration(mode)
+        with _progress(source.total) as advance:
+            summary = annotate_vcf(source, scorer, output, mode, tsv=tsv, head=head, progress=advance)
+    if summary.indexed is False:
         _err(f"genomod: warning: {output} not tabix-indexed (input not sorted?)")
-    elapsed = time.perf_counter() - start
-    n_alleles = sum(counts.values())
     _err(
-        f"genomod score: {n_records} records, {n_alleles} alleles in {elapsed:.1f}s "
-        f"({n_alleles / max(elapsed, 1e-9):.1f} variants/s): {counts.get('scored', 0)} scored, "
-        f"{n_alleles - counts.get('scored', 0)} skipped"
+        f"genomod score: {summary.records} records, {summary.alleles} alleles in {summary.seconds:.1f}s "
+        f"({summary.alleles / max(summary.seconds, 1e-9):.1f} variants/s): {summary.scored} scored, "
+        f"{summary.alleles - summary.scored} skipped"
     )
-    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        if reason != "scored":
-            _err(f"  skipped {n}: {reason}")
-
-
-def _with_head(scorer, head, rows: Iterator[dict], mode: str, chunk: int = 256) -> Iterator[dict]:
-    """Add a ``head`` column: P(damaging) from the head on pooled ref/alt embeddings (per chunk of rows).
-
-    The head's feature spec decides the features (``genomod.heads.build_features``); a zero-shot column,
-    when asked for, is the negated score of this run (higher = damaging). Pooling radius: the head's
-    ``meta['radius']`` (default 64).
-    """
-    import numpy as np
-
-    from genomod.heads.base import build_features
-
-    score_col = "delta_ll_mean" if mode == "exact" else "delta_fast"
-    radius = int(getattr(head, "meta", {}).get("radius", 64))
-    while True:
-        block = list(islice(rows, chunk))
-        if not block:
-            return
-        ok = [r for r in block if r["status"] == "ok"]
-        for r in block:
-            r["head"] = math.nan
-        if ok:
-            tuples = [(r["chrom"], r["pos"], r["ref"], r["alt"]) for r in ok]
-            emb = scorer.embed(tuples, layers=[head.layer], radius=radius)
-            zero = -np.array([r[score_col] for r in ok], dtype=float)
-            X = build_features(emb, head.feature_spec, head.layer, zero)
-            good = np.isfinite(X).all(axis=1)
-            pred = np.full(len(ok), np.nan)
-            if good.any():
-                pred[good] = head.predict_proba(X[good])
-            for r, p in zip(ok, pred):
-                r["head"] = float(p)
-        yield from block
+    for reason, n in summary.skipped():
+        _err(f"  skipped {n}: {reason}")
 
 
 @click.command()

@@ -22,13 +22,13 @@ import pickle
 import re
 import shutil
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from genomod.data_paths import evo2_configs_dir
 from genomod.errors import ConfigError, InputError, ModelError
 from genomod.model import HybridModel, ModelConfig
 from genomod.utils import file_digest
@@ -58,7 +58,7 @@ _PART = re.compile(r"^(?P<base>.+)\.part(?P<idx>\d+)$")
 # ---- configs --------------------------------------------------------------------------------------
 def evo2_config_dir() -> Path:
     """Folder of the Evo 2 YAML configs shipped inside the package."""
-    return Path(str(resources.files("genomod") / "data" / "evo2_configs"))
+    return evo2_configs_dir()
 
 
 def read_evo2_yaml(name_or_path: str | os.PathLike) -> tuple[dict[str, Any], str]:
@@ -83,6 +83,63 @@ def read_evo2_yaml(name_or_path: str | os.PathLike) -> tuple[dict[str, Any], str
     return data, name
 
 
+def translate_evo2_config(cfg: dict[str, Any], name: str | None = None) -> ModelConfig:
+    """Translate a published Evo 2 / vortex YAML config (as a dict) into an exact genomod config (the one
+    Evo 2 translator: presets, conversion and parity tests all come through here)."""
+    required = ["hidden_size", "num_layers", "num_attention_heads", "attn_layer_idxs", "hcl_layer_idxs",
+                "hcm_layer_idxs", "hcs_layer_idxs", "hcm_filter_length", "hcs_filter_length",
+                "hcm_filter_groups", "hcs_filter_groups", "short_filter_length", "state_size", "inner_mlp_size"]
+    missing = [k for k in required if k not in cfg]
+    if missing:
+        raise ConfigError(f"Evo 2 config: missing key(s) {', '.join(missing)}")
+    n = int(cfg["num_layers"])
+    kinds: list[str | None] = [None] * n
+    for key, kind in (("hcs_layer_idxs", "SE"), ("hcm_layer_idxs", "MR"), ("hcl_layer_idxs", "LI"),
+                      ("attn_layer_idxs", "MHA")):
+        for i in cfg[key]:
+            if not 0 <= i < n or kinds[i] is not None:
+                raise ConfigError(f"Evo 2 config: {key} has bad or duplicate layer index {i}")
+            kinds[i] = kind
+    if any(k is None for k in kinds):
+        raise ConfigError(f"Evo 2 config: layers {[i for i, k in enumerate(kinds) if k is None]} have no kind")
+    if cfg.get("proj_groups", 1) != 1:
+        raise ConfigError("Evo 2 config: proj_groups != 1 (grouped-query attention) is not supported")
+    if cfg.get("hyena_flip_x1x2", False):
+        raise ConfigError("Evo 2 config: hyena_flip_x1x2=True is not supported")
+    return ModelConfig(
+        name=name or str(cfg.get("model_name", "evo2")),
+        vocab_size=int(cfg.get("vocab_size", 512)),
+        hidden_size=int(cfg["hidden_size"]),
+        layer_types=[str(k) for k in kinds],
+        num_attention_heads=int(cfg["num_attention_heads"]),
+        inner_mlp_size=int(cfg["inner_mlp_size"]),
+        mlp_activation=str(cfg.get("mlp_activation", "gelu")),
+        evo2_style_activations=bool(cfg.get("evo2_style_activations", False)),
+        short_filter_length=int(cfg["short_filter_length"]),
+        short_filter_bias=bool(cfg.get("short_filter_bias", False)),
+        se_filter_length=int(cfg["hcs_filter_length"]),
+        se_filter_groups=int(cfg["hcs_filter_groups"]),
+        mr_filter_length=int(cfg["hcm_filter_length"]),
+        mr_filter_groups=int(cfg["hcm_filter_groups"]),
+        li_state_size=int(cfg["state_size"]),
+        li_filter_groups=int(cfg.get("hcl_filter_groups", cfg["hidden_size"])),
+        interleave=bool(cfg.get("interleave", True)),
+        column_split_hyena=bool(cfg.get("column_split_hyena", True)),
+        qkv_proj_bias=bool(cfg.get("qkv_proj_bias", True)),
+        hyena_out_proj_bias=bool(cfg.get("hyena_out_proj_bias", True)),
+        mha_out_proj_bias=bool(cfg.get("mha_out_proj_bias", True)),
+        rotary_base=float(cfg.get("rotary_emb_base", 1000000)),
+        rotary_scaling_factor=float(cfg.get("rotary_emb_scaling_factor", 1.0))
+        if cfg.get("use_interpolated_rotary_pos_emb", False) else 1.0,
+        norm_eps=float(cfg.get("eps", 1e-5)),
+        final_norm=bool(cfg.get("final_norm", True)),
+        tie_embeddings=bool(cfg.get("tie_embeddings", True)),
+        max_seqlen=int(cfg.get("max_seqlen", 8192)),
+        dtype="bfloat16",
+        init="vortex",
+    )
+
+
 def evo2_model_config(name_or_path: str | os.PathLike | dict[str, Any], dtype: str = "bfloat16") -> ModelConfig:
     """The exact genomod ``ModelConfig`` of a named/pathed Evo 2 YAML config (or an already-loaded dict)."""
     if isinstance(name_or_path, dict):
@@ -98,7 +155,7 @@ def evo2_model_config(name_or_path: str | os.PathLike | dict[str, Any], dtype: s
     if int(data.get("hcs_filter_length", 7)) >= 128 or int(data.get("hcm_filter_length", 128)) < 128:
         raise ConfigError(f"Evo 2 config {name}: needs hcs_filter_length < 128 <= hcm_filter_length "
                           "(vortex decides the D skip term by filter length)")
-    cfg = ModelConfig.from_evo2(data, name=f"evo2-{name}" if name in EVO2_CONFIGS else name)
+    cfg = translate_evo2_config(data, name=f"evo2-{name}" if name in EVO2_CONFIGS else name)
     return cfg.replace(dtype=dtype)
 
 

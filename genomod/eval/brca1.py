@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genomod import data_paths
 from genomod.errors import ConfigError, InputError
 
-TABLE_NAME = "findlay2018_brca1_snvs.tsv"
-REFERENCE_NAME = "hg19_chr17_brca1.fa.gz"
 KEYS = ("chrom", "pos", "ref", "alt")
 COLUMNS = (
     "chrom", "pos", "ref", "alt", "consequence", "region", "func_class", "function_score", "p_nonfunctional",
@@ -30,18 +28,14 @@ XLSX_COLUMNS = {
 }
 
 
-def _data_file(*parts: str) -> Path:
-    return Path(str(importlib.resources.files("genomod").joinpath("data", *parts)))
-
-
 def brca1_table_path() -> Path:
     """Path of the shipped table ``genomod/data/brca1/findlay2018_brca1_snvs.tsv`` (may not exist)."""
-    return _data_file("brca1", TABLE_NAME)
+    return data_paths.brca1_table()
 
 
 def brca1_reference_path() -> Path:
     """Path of the shipped hg19 chr17 BRCA1 reference ``genomod/data/reference/hg19_chr17_brca1.fa.gz``."""
-    return _data_file("reference", REFERENCE_NAME)
+    return data_paths.brca1_reference("hg19")
 
 
 def load_brca1(path: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -618,21 +618,9 @@ def perplexity_probe(model: HybridModel | None, heldout: str | os.PathLike | Seq
     orders), so the model and every Markov order are scored on exactly the same positions.
     ``logprob_fn(tokens (B, L)) -> (B, L)`` log p(x_t | x_<t) replaces the model (tests).
     """
-    if model is None and logprob_fn is None:
-        raise ConfigError("perplexity_probe needs a model or a logprob_fn")
-    if window is None:
-        window = default_window(model) if model is not None else MAX_DEFAULT_WINDOW
-    if window < 2:
-        raise ConfigError(f"window must be >= 2 bases, got {window}")
-    if alpha <= 0:
-        raise ConfigError(f"alpha must be > 0, got {alpha}")
-    if isinstance(markov, (str, os.PathLike)):
-        markov = load_markov_counts(markov)
-    orders = dict(markov or {})
+    window, orders = _perplexity_settings(model, logprob_fn, markov, window, alpha)
     kmax = max(orders) if orders else 0
     skip = max(1, kmax)
-    if skip >= window:
-        raise ConfigError(f"window {window} must exceed the largest Markov order {kmax}")
     recs = _records(heldout, read_heldout, max_records)
     seqs = [r if isinstance(r, str) else r.seq for r in recs]
     if not seqs:
@@ -689,6 +677,27 @@ def perplexity_probe(model: HybridModel | None, heldout: str | os.PathLike | Seq
         result.update(best_markov_order=best["order"], best_markov_perplexity=best["perplexity"],
                       model_beats_best_markov=bool(result["model"]["nll"] < best["nll"]))
     return result
+
+
+def _perplexity_settings(model: HybridModel | None, logprob_fn: Callable[[np.ndarray], np.ndarray] | None,
+                         markov: str | os.PathLike | Mapping[int, np.ndarray] | None, window: int | None,
+                         alpha: float) -> tuple[int, dict[int, np.ndarray]]:
+    """Checked (window, Markov counts by order) of ``perplexity_probe``; ConfigError naming a bad setting."""
+    if model is None and logprob_fn is None:
+        raise ConfigError("perplexity_probe needs a model or a logprob_fn")
+    if window is None:
+        window = default_window(model) if model is not None else MAX_DEFAULT_WINDOW
+    if window < 2:
+        raise ConfigError(f"window must be >= 2 bases, got {window}")
+    if alpha <= 0:
+        raise ConfigError(f"alpha must be > 0, got {alpha}")
+    if isinstance(markov, (str, os.PathLike)):
+        markov = load_markov_counts(markov)
+    orders = dict(markov or {})
+    kmax = max(orders) if orders else 0
+    if max(1, kmax) >= window:
+        raise ConfigError(f"window {window} must exceed the largest Markov order {kmax}")
+    return window, orders
 
 
 def _model_logprob_fn(model: HybridModel) -> Callable[[np.ndarray], np.ndarray]:

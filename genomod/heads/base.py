@@ -23,6 +23,7 @@ from genomod.utils import atomic_path
 
 FORMAT_VERSION = 1
 PARTS = ("ref", "alt", "diff")
+HEAD_KINDS: dict[str, type[Head]] = {}  # kind name -> class, filled by @register_head (genomod.heads imports all)
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,11 @@ class Head:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.arrays["mean"].shape[0]:
             raise InputError(f"features have shape {X.shape}, head expects (n, {self.arrays['mean'].shape[0]})")
-        h = (X - self.arrays["mean"]) / self.arrays["scale"]
-        n_layers = int(self.meta.get("n_layers", 1))
-        for i in range(n_layers):
-            h = h @ self.arrays[f"W{i}"] + self.arrays[f"b{i}"]
-            if i < n_layers - 1:
-                h = np.maximum(h, 0.0)
-        return expit(h[:, 0])
+        return expit(self._logits((X - self.arrays["mean"]) / self.arrays["scale"])[:, 0])
+
+    def _logits(self, h: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Logits (n, 1) from standardized features (n, d): each kind's own layout of its arrays."""
+        raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:
         """Metadata written to head.json."""
@@ -147,6 +146,16 @@ class Head:
         return out
 
 
+def register_head(cls: type[Head]) -> type[Head]:
+    """Class decorator: make a head kind known to :func:`new_head` and :func:`load_head` by its ``kind``."""
+    HEAD_KINDS[cls.kind] = cls
+    return cls
+
+
+def _head_class(kind: Any) -> type[Head] | None:
+    return HEAD_KINDS.get(kind) if isinstance(kind, str) else None
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
@@ -162,9 +171,6 @@ def load_head(path: str | os.PathLike) -> Head:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from genomod.heads.logistic import LogisticHead
-    from genomod.heads.mlp import MLPHead
-
     p = Path(path)
     folder = p.parent if p.is_file() else p
     meta_path, weights_path = folder / "head.json", folder / "head.safetensors"
@@ -178,9 +184,9 @@ def load_head(path: str | os.PathLike) -> Head:
         raise ModelError(f"{meta_path}: not a genomod head file")
     if int(info.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelError(f"{meta_path}: head format {info['format_version']} is newer than this genomod")
-    classes = {"logistic": LogisticHead, "mlp": MLPHead}
     kind = info.get("kind")
-    if kind not in classes:
+    cls = _head_class(kind)
+    if cls is None:
         raise ModelError(f"{meta_path}: unknown head kind {kind!r}")
     try:
         arrays = load_file(str(weights_path))
@@ -190,7 +196,7 @@ def load_head(path: str | os.PathLike) -> Head:
     for name, shape in expected.items():
         if name not in arrays or list(arrays[name].shape) != list(shape):
             raise ModelError(f"{weights_path}: array {name!r} missing or of the wrong shape")
-    head = classes[kind](feature_spec=FeatureSpec.from_dict(info.get("feature_spec", {})), layer=info.get("layer"),
+    head = cls(feature_spec=FeatureSpec.from_dict(info.get("feature_spec", {})), layer=info.get("layer"),
                          params=dict(info.get("params", {})))
     head.arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
     head.meta = dict(info.get("meta", {}))
@@ -198,14 +204,12 @@ def load_head(path: str | os.PathLike) -> Head:
 
 
 def new_head(kind: str, **kwargs: Any) -> Head:
-    """Construct an unfitted head by kind name ('logistic' or 'mlp')."""
-    from genomod.heads.logistic import LogisticHead
-    from genomod.heads.mlp import MLPHead
-
-    classes = {"logistic": LogisticHead, "mlp": MLPHead}
-    if kind not in classes:
-        raise ConfigError(f"unknown head kind {kind!r}; use logistic or mlp")
-    return classes[kind](**kwargs)
+    """Construct an unfitted head by kind name (see ``HEAD_KINDS``: 'logistic', 'mlp')."""
+    cls = _head_class(kind)
+    if cls is None:
+        raise ConfigError(f"unknown head kind {kind!r}; use {' or '.join(sorted(HEAD_KINDS))}")
+    return cls(**kwargs)
 
 
-__all__ = ["FeatureSpec", "Head", "build_features", "load_head", "new_head", "standardize_params"]
+__all__ = ["HEAD_KINDS", "FeatureSpec", "Head", "build_features", "load_head", "new_head", "register_head",
+           "standardize_params"]

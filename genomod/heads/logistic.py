@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genomod.heads.base import Head, standardize_params
+from genomod.heads.base import Head, register_head, standardize_params
 
 
+@register_head
 @dataclass
 class LogisticHead(Head):
     """Logistic regression on standardized features; params: C (inverse L2 strength), max_iter."""
@@ -36,3 +37,7 @@ class LogisticHead(Head):
         self.meta.update(n_layers=1, n_train=int(y.size), n_pos=int(y.sum()), n_features=int(X.shape[1]),
                          n_iter=int(np.max(model.n_iter_)))
         return self
+
+    def _logits(self, h: np.ndarray) -> np.ndarray:
+        """One affine layer: ``h @ W0 + b0``."""
+        return h @ self.arrays["W0"] + self.arrays["b0"]

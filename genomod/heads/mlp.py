@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genomod.heads.base import Head, standardize_params
+from genomod.heads.base import Head, register_head, standardize_params
 
 
+@register_head
 @dataclass
 class MLPHead(Head):
     """ReLU MLP on standardized features; params: hidden (list of widths), alpha (L2), max_iter, seed."""
@@ -38,3 +39,12 @@ class MLPHead(Head):
         self.meta.update(n_layers=len(model.coefs_), n_train=int(y.size), n_pos=int(y.sum()),
                          n_features=int(X.shape[1]), n_iter=int(model.n_iter_))
         return self
+
+    def _logits(self, h: np.ndarray) -> np.ndarray:
+        """``meta['n_layers']`` affine layers ``W{i}``, ``b{i}`` with ReLU between them."""
+        n_layers = int(self.meta.get("n_layers", 1))
+        for i in range(n_layers):
+            h = h @ self.arrays[f"W{i}"] + self.arrays[f"b{i}"]
+            if i < n_layers - 1:
+                h = np.maximum(h, 0.0)
+        return h

@@ -4,19 +4,23 @@ from genomod.io.bed import Interval, IntervalIndex, parse_region, read_bed
 from genomod.io.contigs import ContigMap, aliases, canonical_key, parse_region_name, same_contig
 from genomod.io.fasta import ReferenceGenome, default_cache_dir, detect_compression
 from genomod.io.vcf import (
+    AlleleChecker,
+    BuildCheck,
     SkippedVariant,
     Variant,
     VcfReader,
     read_variants,
-    reference_build_check,
     split_variants,
     variant_kind,
     variants_from_tuples,
 )
-from genomod.io.windows import Window, centered_bounds, window_starts
+from genomod.io.windows import FetchFn, Window, centered_bounds, window_starts
 
 __all__ = [
+    "AlleleChecker",
+    "BuildCheck",
     "ContigMap",
+    "FetchFn",
     "Interval",
     "IntervalIndex",
     "ReferenceGenome",
@@ -33,7 +37,6 @@ __all__ = [
     "parse_region_name",
     "read_bed",
     "read_variants",
-    "reference_build_check",
     "same_contig",
     "split_variants",
     "variant_kind",

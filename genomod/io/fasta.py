@@ -8,24 +8,23 @@ When the FASTA's folder is read-only the ``.fai``/``.gzi`` index goes into the c
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import hashlib
 import logging
 import os
 import re
 import stat
-import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pysam
 
 from genomod.errors import InputError
 from genomod.io.contigs import ContigMap
-from genomod.io.windows import Window, centered_bounds
-from genomod.utils import check_readable, open_decompressed
+from genomod.io.windows import Window
+from genomod.utils import capture_stderr_fd, check_readable, open_decompressed
 
 logger = logging.getLogger(__name__)
 
@@ -189,25 +188,11 @@ def _source_key(path: Path) -> str:
     return hashlib.sha1(ident.encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _capture_stderr_fd() -> Iterator[list[str]]:
-    """Capture what C code (htslib) writes to file descriptor 2 during the block."""
-    out: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield out
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
+def _remove_index(fasta: Path) -> None:
+    """Delete a half-built ``.fai``/``.gzi`` of ``fasta`` (so the next open rebuilds it)."""
+    for p in (Path(str(fasta) + ".fai"), Path(str(fasta) + ".gzi")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 def _sniff_fasta(path: Path) -> None:
@@ -344,7 +329,7 @@ class ReferenceGenome:
                 _check_fai(fasta, fai)
             else:
                 _read_fai(fai)
-        with _capture_stderr_fd() as captured:
+        with capture_stderr_fd() as captured:
             try:
                 fa = pysam.FastaFile(str(fasta))
                 error = None
@@ -353,18 +338,10 @@ class ReferenceGenome:
         log = "".join(captured)
         if error is not None or (building and _DUP_RE.search(log)):
             if building:
-                for p in (fai, Path(str(fasta) + ".gzi")):
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-            dup = _DUP_RE.search(log)
-            if dup:
-                if fa is not None:
-                    fa.close()
-                raise InputError(f"{self.path}: duplicate contig name {dup.group(1)!r} in FASTA")
-            detail = " ".join(line.strip() for line in log.splitlines() if line.strip()) or str(error)
-            if self.compression != "plain" and ("truncat" in detail.lower() or "EOF" in detail):
-                raise InputError(f"{self.path}: truncated or corrupt compressed FASTA ({detail[:200]})")
-            raise InputError(f"{self.path}: cannot index FASTA ({detail[:200]})")
+                _remove_index(fasta)
+            if fa is not None and _DUP_RE.search(log):
+                fa.close()
+            raise self._open_error(log, error)
         if log.strip():
             logger.debug("htslib: %s", log.strip())
         if building:
@@ -374,12 +351,20 @@ class ReferenceGenome:
                                    "empty records)", self.path, line, name)
             except InputError:
                 fa.close()
-                for p in (fai, Path(str(fasta) + ".gzi")):
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
+                _remove_index(fasta)
                 raise
         self._fa = fa
         return fa
+
+    def _open_error(self, log: str, error: Exception | None) -> InputError:
+        """The one-line error for a FASTA htslib could not open or index, from its stderr ``log``."""
+        dup = _DUP_RE.search(log)
+        if dup:
+            return InputError(f"{self.path}: duplicate contig name {dup.group(1)!r} in FASTA")
+        detail = " ".join(line.strip() for line in log.splitlines() if line.strip()) or str(error)
+        if self.compression != "plain" and ("truncat" in detail.lower() or "EOF" in detail):
+            return InputError(f"{self.path}: truncated or corrupt compressed FASTA ({detail[:200]})")
+        return InputError(f"{self.path}: cannot index FASTA ({detail[:200]})")
 
     # -- API -----------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -401,6 +386,13 @@ class ReferenceGenome:
         if self._fa is not None:
             self._fa.close()
             self._fa = None
+
+    def clone(self) -> ReferenceGenome:
+        """A copy sharing the index and contig map but not the file handle (pysam handles are not thread-safe:
+        one clone per thread); its own handle is opened on first use."""
+        other = copy.copy(self)
+        other._fa = None
+        return other
 
     def __contains__(self, contig: object) -> bool:
         return contig in self.contig_map
@@ -455,10 +447,4 @@ class ReferenceGenome:
             raise InputError(
                 f"{self.path}: position {center + 1} (1-based) is beyond the end of {name} (length {size})"
             )
-        start, end = centered_bounds(center, length)
-        pad_left = max(0, -start)
-        pad_right = max(0, end - size)
-        seq = self.fetch(name, start + pad_left, end - pad_right)
-        if pad_left or pad_right:
-            seq = "N" * pad_left + seq + "N" * pad_right
-        return Window(seq=seq, start=start, end=end, pad_left=pad_left, pad_right=pad_right, contig=name)
+        return Window.around(self.fetch, name, center, length, size)

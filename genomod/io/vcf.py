@@ -17,8 +17,8 @@ from pathlib import Path
 import pysam
 
 from genomod.errors import InputError
-from genomod.io.fasta import ReferenceGenome, _capture_stderr_fd
-from genomod.utils import check_readable, open_decompressed
+from genomod.io.fasta import ReferenceGenome
+from genomod.utils import capture_stderr_fd, check_readable, open_decompressed
 
 _ACGT = re.compile(r"^[ACGT]+$")
 _SYMBOLIC = re.compile(r"^<.*>$|[\[\]]|^\.[A-Za-z]+$|^[A-Za-z]+\.$")
@@ -89,23 +89,65 @@ def variant_kind(ref: str, alt: str) -> str:
     return "complex"
 
 
-def reference_build_check(
-    mismatch_rate: float, n_checked: int | None = None, threshold: float = 0.05
-) -> str | None:
-    """A warning when the REF mismatch rate suggests the wrong genome build, else None."""
-    if n_checked is not None and n_checked < 20:
-        return None
-    if mismatch_rate > threshold:
-        return (
-            f"{mismatch_rate:.1%} of REF alleles do not match the reference"
-            + (f" ({n_checked} checked)" if n_checked is not None else "")
-            + ": is the VCF on another genome build (hg19 vs hg38) than the FASTA?"
-        )
-    return None
+# Genome-build policy: the REF alleles of the first BUILD_SAMPLE records are compared with the reference.
+BUILD_SAMPLE = 200
+BUILD_MIN_CHECKED = 20  # below this many alleles a high mismatch rate only warns (too few to judge the build)
+BUILD_ERROR, BUILD_WARN = 0.10, 0.01  # mismatch rates above which the build is refused / warned about
 
 
-class _Checker:
-    """Validates one allele against the reference (shared by VCF and tuple input)."""
+@dataclass(frozen=True)
+class BuildCheck:
+    """REF mismatches among checked alleles of a VCF's first records: the one genome-build policy.
+
+    More than ``BUILD_ERROR`` mismatching (with at least ``BUILD_MIN_CHECKED`` alleles checked) means the
+    VCF is on another build than the FASTA (an error); more than ``BUILD_WARN`` is a warning.
+    """
+
+    checked: int = 0
+    mismatched: int = 0
+    sample: int = BUILD_SAMPLE
+
+    @classmethod
+    def of(cls, items: Iterable[Variant | SkippedVariant], sample: int = BUILD_SAMPLE) -> BuildCheck:
+        """Count the checked and mismatching alleles among ``items`` (non-strict checker output)."""
+        checked = mismatched = 0
+        for item in items:
+            if item.status == "ok":
+                checked += 1
+            elif item.reason and "does not match reference" in item.reason:
+                checked += 1
+                mismatched += 1
+        return cls(checked, mismatched, sample)
+
+    @property
+    def rate(self) -> float:
+        """Fraction of checked REF alleles that do not match the reference."""
+        return self.mismatched / self.checked if self.checked else 0.0
+
+    @property
+    def wrong_build(self) -> bool:
+        """True when the mismatch rate says the VCF is on another genome build (an error)."""
+        return self.checked >= BUILD_MIN_CHECKED and self.rate > BUILD_ERROR
+
+    def raise_if_wrong(self, vcf: str | os.PathLike, reference: str | os.PathLike) -> None:
+        """InputError naming both files when :attr:`wrong_build`."""
+        if self.wrong_build:
+            raise InputError(
+                f"{vcf}: {self.rate:.1%} of REF alleles ({self.mismatched}/{self.checked} in the first {self.sample} "
+                f"records) do not match reference {reference}: is the VCF on another genome build?"
+            )
+
+    def warning(self, reference: str | os.PathLike) -> str | None:
+        """A one-line warning when some REF alleles mismatch (also when too few to be an error), else None."""
+        if self.wrong_build or not self.checked or self.rate <= BUILD_WARN:
+            return None
+        return (f"{self.rate:.1%} of REF alleles ({self.mismatched}/{self.checked}) do not match reference "
+                f"{reference}: check the genome build; mismatching alleles are skipped")
+
+
+class AlleleChecker:
+    """Turns one record's alleles into Variants or SkippedVariants checked against the reference (shared by
+    VCF, tuple and DataFrame input); ``strict`` raises on a REF mismatch or an unknown contig instead."""
 
     def __init__(self, reference: ReferenceGenome | None, strict: bool, source: str) -> None:
         self.reference = reference
@@ -122,10 +164,12 @@ class _Checker:
         rec: int,
         where: str,
     ) -> Iterator[Variant | SkippedVariant]:
+        """One Variant or SkippedVariant per ALT of a record (``where`` names it in strict-mode errors)."""
+        ref = (ref or "").upper()
+
         def skip(alt: str | None, idx: int, reason: str) -> SkippedVariant:
             return SkippedVariant(chrom, pos, ref, alt, reason, vid, rec, idx)
 
-        ref = (ref or "").upper()
         if not alts:
             yield skip(None, 0, "no ALT allele ('.')")
             return
@@ -143,37 +187,48 @@ class _Checker:
                 for i, alt in enumerate(alts, start=1):
                     yield skip(alt, i, f"contig {chrom!r} not in reference{hint}")
                 return
-            size = self.reference.lengths[contig]
-            if pos < 1:
-                ref_problem = f"POS {pos} is not a valid 1-based position"
-            elif pos > size:
-                ref_problem = f"position {pos} is beyond the end of {contig} (length {size})"
-            elif pos - 1 + len(ref) > size:
-                ref_problem = f"REF of {len(ref)} bases at {contig}:{pos} runs past the end of {contig} (length {size})"
-            elif _ACGT.match(ref):
-                expected = self.reference.fetch(contig, pos - 1, pos - 1 + len(ref)).upper()
-                if expected != ref:
-                    ref_problem = f"REF {ref!r} does not match reference {expected!r} at {contig}:{pos}"
+            ref_problem = self._ref_problem(contig, pos, ref)
             if ref_problem is not None and self.strict:
                 raise InputError(f"{self.source}: {where}: {ref_problem}")
         for i, alt in enumerate(alts, start=1):
             alt_u = (alt or ".").upper()
-            if alt_u == "*":
-                yield skip(alt, i, "spanning deletion allele '*'")
-            elif alt_u in (".", ""):
-                yield skip(alt, i, "missing ALT allele ('.')")
-            elif _SYMBOLIC.search(alt_u):
-                yield skip(alt, i, f"symbolic/breakend ALT {alt!r} cannot be scored")
-            elif not ref or not _ACGT.match(ref):
-                yield skip(alt, i, f"REF {ref!r} contains non-ACGT bases (N or IUPAC)")
-            elif not _ACGT.match(alt_u):
-                yield skip(alt, i, f"ALT {alt!r} contains non-ACGT bases (N or IUPAC)")
-            elif alt_u == ref:
-                yield skip(alt, i, "ALT equals REF")
-            elif ref_problem is not None:
-                yield skip(alt, i, ref_problem)
+            reason = _allele_problem(ref, alt, alt_u) or ref_problem
+            if reason is not None:
+                yield skip(alt, i, reason)
             else:
                 yield Variant(chrom, pos, ref, alt_u, vid, rec, i, variant_kind(ref, alt_u), contig)
+
+    def _ref_problem(self, contig: str, pos: int, ref: str) -> str | None:
+        """Why REF (uppercase) at 1-based ``pos`` cannot be used with the reference, or None."""
+        size = self.reference.lengths[contig]
+        if pos < 1:
+            return f"POS {pos} is not a valid 1-based position"
+        if pos > size:
+            return f"position {pos} is beyond the end of {contig} (length {size})"
+        if pos - 1 + len(ref) > size:
+            return f"REF of {len(ref)} bases at {contig}:{pos} runs past the end of {contig} (length {size})"
+        if _ACGT.match(ref):
+            expected = self.reference.fetch(contig, pos - 1, pos - 1 + len(ref)).upper()
+            if expected != ref:
+                return f"REF {ref!r} does not match reference {expected!r} at {contig}:{pos}"
+        return None
+
+
+def _allele_problem(ref: str, alt: str | None, alt_u: str) -> str | None:
+    """Why a REF>ALT pair cannot be scored whatever the reference says (first reason that applies), or None."""
+    if alt_u == "*":
+        return "spanning deletion allele '*'"
+    if alt_u in (".", ""):
+        return "missing ALT allele ('.')"
+    if _SYMBOLIC.search(alt_u):
+        return f"symbolic/breakend ALT {alt!r} cannot be scored"
+    if not ref or not _ACGT.match(ref):
+        return f"REF {ref!r} contains non-ACGT bases (N or IUPAC)"
+    if not _ACGT.match(alt_u):
+        return f"ALT {alt!r} contains non-ACGT bases (N or IUPAC)"
+    if alt_u == ref:
+        return "ALT equals REF"
+    return None
 
 
 def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
@@ -204,7 +259,7 @@ def _open_vcf(path: Path) -> tuple[pysam.VariantFile, int | None]:
         raise InputError(f"{path}: truncated gzip file (unexpected end of data)") from None
     except (OSError, zlib.error) as exc:
         raise InputError(f"{path}: corrupt compressed VCF ({exc})") from None
-    with _capture_stderr_fd() as log:
+    with capture_stderr_fd() as log:
         try:
             vf = pysam.VariantFile(str(path))
         except (OSError, ValueError) as exc:
@@ -255,7 +310,7 @@ class VcfReader:
         it = iter(self._vf)
         rec_index = 0
         while True:
-            with _capture_stderr_fd() as log:
+            with capture_stderr_fd() as log:
                 try:
                     rec = next(it)
                     error = None
@@ -275,6 +330,12 @@ class VcfReader:
             yield rec
             rec_index += 1
 
+    def variants(self, checker: AlleleChecker, rec_index: int, rec: pysam.VariantRecord
+                 ) -> Iterator[Variant | SkippedVariant]:
+        """The checked alleles of record ``rec`` (0-based ``rec_index``), errors naming the record and line."""
+        where = f"{self.where(rec_index)} {rec.chrom}:{rec.pos}"
+        return checker.check(rec.chrom, rec.pos, rec.ref, rec.alts, rec.id, rec_index, where)
+
     def close(self) -> None:
         self._vf.close()
 
@@ -290,10 +351,9 @@ def read_variants(
 ) -> Iterator[Variant | SkippedVariant]:
     """Yield one Variant per ALT allele (or a SkippedVariant with its reason) from a VCF/VCF.gz/BCF."""
     with VcfReader(vcf_path) as reader:
-        checker = _Checker(reference, strict, str(reader.path))
+        checker = AlleleChecker(reference, strict, str(reader.path))
         for rec_index, rec in enumerate(reader):
-            where = f"{reader.where(rec_index)} {rec.chrom}:{rec.pos}"
-            yield from checker.check(rec.chrom, rec.pos, rec.ref, rec.alts, rec.id, rec_index, where)
+            yield from reader.variants(checker, rec_index, rec)
 
 
 def variants_from_tuples(
@@ -303,7 +363,7 @@ def variants_from_tuples(
     source: str = "<variants>",
 ) -> Iterator[Variant | SkippedVariant]:
     """Same checks as :func:`read_variants` for ``(chrom, pos 1-based, ref, alt)`` tuples (alt may be 'A,T')."""
-    checker = _Checker(reference, strict, source)
+    checker = AlleleChecker(reference, strict, source)
     for i, item in enumerate(tuples):
         try:
             chrom, pos, ref, alt = item

@@ -2,18 +2,20 @@
 
 Layer kinds (names from the field): ``SE`` (Hyena-SE, short explicit filter), ``MR`` (Hyena-MR, medium
 explicit filter), ``LI`` (Hyena-LI, long implicit modal filter), ``MHA`` (rotary multi-head attention).
-Evo 2 layouts are expressed exactly (``from_evo2``); genomod's own training choices are options, not forks.
+Evo 2 layouts are expressed exactly (translated from the published YAMLs by ``genomod.convert.evo2``);
+genomod's own training choices are options, not forks. Presets are data (``genomod/data/presets``);
+parameter counts come from the model itself (``genomod.model.count_parameters``, meta device).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genomod.data_paths import presets_dir
 from genomod.errors import ConfigError
 
 LAYER_KINDS = ("SE", "MR", "LI", "MHA")
@@ -170,10 +172,15 @@ class ModelConfig:
     def replace(self, **changes: Any) -> ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
-    # ---- presets -------------------------------------------------------------------------------
+    # ---- presets ----------------------------------------------------------------------------------
     @classmethod
     def preset(cls, preset_name: str, /, **overrides: Any) -> ModelConfig:
-        """A named preset (see ``PRESETS``), optionally with field overrides (``name`` included)."""
+        """A named preset (see ``PRESETS``), optionally with field overrides (``name`` included).
+
+        genomod presets are JSON files in ``genomod/data/presets``; Evo 2 presets are the shipped Evo 2
+        YAMLs, translated by ``genomod.convert.evo2`` (imported at call time: it is the only Evo 2 translator
+        and sits above ``genomod.model``).
+        """
         name = preset_name
         if name not in PRESETS:
             import difflib
@@ -181,140 +188,22 @@ class ModelConfig:
             close = difflib.get_close_matches(name, PRESETS, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown model preset {name!r}{hint} (known: {', '.join(PRESETS)})")
-        return cls.from_dict({**PRESETS[name](), **overrides}, source=f"preset {name}")
-
-    @classmethod
-    def from_evo2(cls, cfg: dict[str, Any], name: str | None = None) -> ModelConfig:
-        """Translate a published Evo 2 / vortex YAML config (as a dict) into an exact genomod config."""
-        required = ["hidden_size", "num_layers", "num_attention_heads", "attn_layer_idxs", "hcl_layer_idxs",
-                    "hcm_layer_idxs", "hcs_layer_idxs", "hcm_filter_length", "hcs_filter_length",
-                    "hcm_filter_groups", "hcs_filter_groups", "short_filter_length", "state_size", "inner_mlp_size"]
-        missing = [k for k in required if k not in cfg]
-        if missing:
-            raise ConfigError(f"Evo 2 config: missing key(s) {', '.join(missing)}")
-        n = int(cfg["num_layers"])
-        kinds: list[str | None] = [None] * n
-        for key, kind in (("hcs_layer_idxs", "SE"), ("hcm_layer_idxs", "MR"), ("hcl_layer_idxs", "LI"),
-                          ("attn_layer_idxs", "MHA")):
-            for i in cfg[key]:
-                if not 0 <= i < n or kinds[i] is not None:
-                    raise ConfigError(f"Evo 2 config: {key} has bad or duplicate layer index {i}")
-                kinds[i] = kind
-        if any(k is None for k in kinds):
-            raise ConfigError(f"Evo 2 config: layers {[i for i, k in enumerate(kinds) if k is None]} have no kind")
-        if cfg.get("proj_groups", 1) != 1:
-            raise ConfigError("Evo 2 config: proj_groups != 1 (grouped-query attention) is not supported")
-        if cfg.get("hyena_flip_x1x2", False):
-            raise ConfigError("Evo 2 config: hyena_flip_x1x2=True is not supported")
-        return cls(
-            name=name or str(cfg.get("model_name", "evo2")),
-            vocab_size=int(cfg.get("vocab_size", 512)),
-            hidden_size=int(cfg["hidden_size"]),
-            layer_types=[str(k) for k in kinds],
-            num_attention_heads=int(cfg["num_attention_heads"]),
-            inner_mlp_size=int(cfg["inner_mlp_size"]),
-            mlp_activation=str(cfg.get("mlp_activation", "gelu")),
-            evo2_style_activations=bool(cfg.get("evo2_style_activations", False)),
-            short_filter_length=int(cfg["short_filter_length"]),
-            short_filter_bias=bool(cfg.get("short_filter_bias", False)),
-            se_filter_length=int(cfg["hcs_filter_length"]),
-            se_filter_groups=int(cfg["hcs_filter_groups"]),
-            mr_filter_length=int(cfg["hcm_filter_length"]),
-            mr_filter_groups=int(cfg["hcm_filter_groups"]),
-            li_state_size=int(cfg["state_size"]),
-            li_filter_groups=int(cfg.get("hcl_filter_groups", cfg["hidden_size"])),
-            interleave=bool(cfg.get("interleave", True)),
-            column_split_hyena=bool(cfg.get("column_split_hyena", True)),
-            qkv_proj_bias=bool(cfg.get("qkv_proj_bias", True)),
-            hyena_out_proj_bias=bool(cfg.get("hyena_out_proj_bias", True)),
-            mha_out_proj_bias=bool(cfg.get("mha_out_proj_bias", True)),
-            rotary_base=float(cfg.get("rotary_emb_base", 1000000)),
-            rotary_scaling_factor=float(cfg.get("rotary_emb_scaling_factor", 1.0))
-            if cfg.get("use_interpolated_rotary_pos_emb", False) else 1.0,
-            norm_eps=float(cfg.get("eps", 1e-5)),
-            final_norm=bool(cfg.get("final_norm", True)),
-            tie_embeddings=bool(cfg.get("tie_embeddings", True)),
-            max_seqlen=int(cfg.get("max_seqlen", 8192)),
-            dtype="bfloat16",
-            init="vortex",
-        )
-
-
-def _evo2(hidden: int, heads: int, mlp: int, attn: list[int], n: int, groups: int, base: float,
-          scale: float = 1.0, max_seqlen: int = 8192) -> dict[str, Any]:
-    """Published Evo 2 shape (ArcInstitute/evo2 configs): SE/MR/LI fill the non-attention layers in order."""
-    kinds, cycle = [], ["SE", "MR", "LI"]
-    j = 0
-    for i in range(n):
-        if i in attn:
-            kinds.append("MHA")
+        source = PRESETS[name]
+        if source.endswith(".json"):  # expanded first, so that overrides (layer_types too) apply on top
+            data = cls.from_json(presets_dir() / source).to_dict()
         else:
-            kinds.append(cycle[j % 3])
-            j += 1
-    return dict(
-        vocab_size=512, hidden_size=hidden, layer_types=kinds, num_attention_heads=heads, inner_mlp_size=mlp,
-        evo2_style_activations=True, se_filter_groups=groups, mr_filter_groups=groups, li_filter_groups=hidden,
-        interleave=True, column_split_hyena=False, qkv_proj_bias=False, rotary_base=base,
-        rotary_scaling_factor=scale, max_seqlen=max_seqlen, dtype="bfloat16", init="vortex",
-    )
+            from genomod.convert.evo2 import evo2_model_config
+
+            data = {**evo2_model_config(source).to_dict(), "name": name}
+        return cls.from_dict({**data, **overrides}, source=f"preset {name}")
 
 
-PRESETS: dict[str, Any] = {
-    # genomod's own small models (gelu MLPs everywhere, decaying MR filters, trainable init)
-    "tiny": lambda: dict(name="tiny", hidden_size=256, layer_types=expand_pattern(EVO2_PERIOD, 8),
-                         num_attention_heads=4, inner_mlp_size=688, se_filter_groups=16, mr_filter_groups=16,
-                         li_filter_groups=256, mr_filter_decay=4.0, max_seqlen=1024),
-    "small": lambda: dict(name="small", hidden_size=512, layer_types=expand_pattern(EVO2_PERIOD, 16),
-                          num_attention_heads=8, inner_mlp_size=1376, se_filter_groups=32, mr_filter_groups=32,
-                          li_filter_groups=512, mr_filter_decay=4.0, max_seqlen=8192),
-    # Evo 2 published shapes (../shared/evo2_configs, ArcInstitute/evo2 commit 53f1959)
-    "evo2-1b": lambda: dict(name="evo2-1b", **_evo2(1920, 15, 5120, [3, 10, 17, 24], 25, 128, 10000.0)),
-    "evo2-7b": lambda: dict(name="evo2-7b", **_evo2(4096, 32, 11008, [3, 10, 17, 24, 31], 32, 256, 10000.0,
-                                                     max_seqlen=32768)),
-    "evo2-7b-1m": lambda: dict(name="evo2-7b-1m", **_evo2(4096, 32, 11264, [3, 10, 17, 24, 31], 32, 256, 10000.0,
-                                                           scale=128.0, max_seqlen=1048576)),
-    "evo2-20b-1m": lambda: dict(name="evo2-20b-1m", **_evo2(8192, 64, 22528, [3, 10, 17], 24, 512, 1e6,
-                                                             scale=128.0, max_seqlen=1048576)),
-    "evo2-40b": lambda: dict(name="evo2-40b", **_evo2(8192, 64, 21888, [3, 10, 17, 24, 31, 35, 42, 49], 50, 512,
-                                                       1e6)),
-    "evo2-40b-1m": lambda: dict(name="evo2-40b-1m", **_evo2(8192, 64, 22528, [3, 10, 17, 24, 31, 35, 42, 49], 50,
-                                                             512, 1e6, scale=128.0, max_seqlen=1048576)),
-}
+def _preset_index() -> dict[str, str]:
+    """Preset name -> its source: a genomod JSON file, or a shipped Evo 2 config name (from ``evo2.json``)."""
+    folder = presets_dir()
+    index = {p.stem: p.name for p in sorted(folder.glob("*.json")) if p.name != "evo2.json"}
+    index.update(json.loads((folder / "evo2.json").read_text()))
+    return index
 
 
-def count_parameters_analytic(cfg: ModelConfig) -> int:
-    """Parameter count from the config alone (no tensors): embedding + blocks + final norm."""
-    d, f = cfg.hidden_size, cfg.inner_mlp_size
-    total = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2) + (d if cfg.final_norm else 0)
-    mlp = 3 * d * f + 2 * d  # l1, l2, l3 + two norms
-    for kind in cfg.layer_types:
-        if kind == "MHA":
-            total += 3 * d * d + (3 * d if cfg.qkv_proj_bias else 0) + d * d + (d if cfg.mha_out_proj_bias else 0)
-        else:
-            total += 3 * d * d + (3 * d if cfg.qkv_proj_bias else 0) + d * d + (d if cfg.hyena_out_proj_bias else 0)
-            total += 3 * d * cfg.short_filter_length + (3 * d if cfg.short_filter_bias else 0)
-            if kind == "SE":
-                total += cfg.se_filter_groups * cfg.se_filter_length
-            elif kind == "MR":
-                total += cfg.mr_filter_groups * cfg.mr_filter_length + d
-            else:
-                total += 2 * cfg.li_filter_groups * cfg.li_state_size + d
-        total += mlp
-    return total
-
-
-def flops_per_token(cfg: ModelConfig, seqlen: int) -> float:
-    """Approximate training FLOPs per token (forward + backward = 3x forward) for MFU reporting."""
-    d = cfg.hidden_size
-    dense = 2 * (count_parameters_analytic(cfg) - cfg.vocab_size * d) + 2 * cfg.vocab_size * d
-    extra = 0.0
-    for kind in cfg.layer_types:
-        if kind == "MHA":
-            extra += 2 * 2 * seqlen * d  # QK^T and AV, causal average ~ L/2 each, times 2 flops
-        elif kind == "SE":
-            extra += 2 * d * (cfg.se_filter_length + 3 * cfg.short_filter_length)
-        elif kind == "MR":
-            extra += 2 * d * (cfg.mr_filter_length + 3 * cfg.short_filter_length)
-        else:
-            extra += d * (10 * math.log2(max(2 * seqlen, 2)) + 6 * cfg.short_filter_length)
-    return 3.0 * (dense + extra)
+PRESETS: dict[str, str] = _preset_index()

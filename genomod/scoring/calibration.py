@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from genomod.errors import ConfigError, InputError, ModelError, check_terminated
+from genomod.io.windows import FetchFn, Window
 
 MODES = ("exact", "fast")
 BASES = "ACGT"
@@ -62,8 +63,6 @@ FORMAT_VERSION = 1
 DEFAULT_MIN_COUNT = 10
 SCORE_OF_MODE = {"fast": "delta_fast", "exact": "delta_ll_sum"}
 CHUNK = 1 << 20  # bases per scan chunk
-
-FetchFn = Callable[[str, int, int], str]
 
 _BASE_CODE = np.full(256, -1, dtype=np.int64)
 for _i, _b in enumerate(b"ACGT"):
@@ -90,9 +89,7 @@ def context_string(index: int) -> str:
 
 def site_context(fetch: FetchFn, contig: str, start: int, contig_length: int) -> str:
     """Uppercase reference bases ``start-2 .. start+2`` (0-based ``start``), N past the contig edges."""
-    from genomod.scoring.fast import fetch_padded
-
-    return fetch_padded(fetch, contig, start - FLANK, start + FLANK + 1, contig_length).upper()
+    return Window.read(fetch, contig, start - FLANK, start + FLANK + 1, contig_length).seq.upper()
 
 
 def _contexts_of_chunk(seq: str) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +308,28 @@ def read_calibration(path: str | os.PathLike, min_count: int | None = None) -> C
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read calibration table ({exc})") from None
     lines = text.splitlines()
+    meta = _read_header(path, lines)
+    cells: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
+    for lineno, line in enumerate(lines[2:], start=3):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, ci, ai, n, mean = _parse_row(path, lineno, line)
+        if key not in cells:
+            cells[key] = (np.zeros((N_CONTEXTS, 4), np.int64), np.full((N_CONTEXTS, 4), np.nan))
+        if cells[key][0][ci, ai]:
+            mode, rc = key
+            raise InputError(f"{path}: line {lineno}: duplicate cell {mode} rc={int(rc)} "
+                             f"{context_string(ci)}>{BASES[ai]}")
+        cells[key][0][ci, ai] = n
+        cells[key][1][ci, ai] = mean
+    if not cells:
+        raise InputError(f"{path}: calibration table has no rows")
+    mc = min_count if min_count is not None else int(meta.get("min_count", DEFAULT_MIN_COUNT))
+    return CalibrationTable(cells, meta, mc, path)
+
+
+def _read_header(path: Path, lines: list[str]) -> dict[str, Any]:
+    """The JSON metadata of line 1, checked, and the column header of line 2."""
     if not lines or not lines[0].startswith(HEADER_PREFIX):
         raise InputError(f"{path}: line 1: not a genomod calibration table (expected a line starting with "
                          f"{HEADER_PREFIX.strip()!r})")
@@ -327,49 +346,39 @@ def read_calibration(path: str | os.PathLike, min_count: int | None = None) -> C
         raise InputError(f"{path}: line 1: window must be a positive integer, got {meta['window']!r}")
     if len(lines) < 2 or tuple(lines[1].split("\t")) != COLUMNS:
         raise InputError(f"{path}: line 2: expected the column header {' '.join(COLUMNS)} (tab-separated)")
-    cells: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
-    for lineno, line in enumerate(lines[2:], start=3):
-        if not line.strip() or line.startswith("#"):
-            continue
-        f = line.split("\t")
-        if len(f) != len(COLUMNS):
-            raise InputError(f"{path}: line {lineno}: expected {len(COLUMNS)} tab-separated fields, got {len(f)}")
-        mode, rc_s, ctx, alt, n_s, mean_s = f
-        if mode not in MODES:
-            raise InputError(f"{path}: line {lineno}: unknown mode {mode!r} (expected {' or '.join(MODES)})")
-        if rc_s.lower() not in ("0", "1", "false", "true"):
-            raise InputError(f"{path}: line {lineno}: rc must be 0 or 1, got {rc_s!r}")
-        rc = rc_s.lower() in ("1", "true")
-        ci = context_index(ctx) if ctx.isupper() else -1
-        if ci < 0:
-            raise InputError(f"{path}: line {lineno}: context must be 5 bases of ACGT, got {ctx!r}")
-        if len(alt) != 1 or alt not in BASES or alt == ctx[FLANK]:
-            raise InputError(f"{path}: line {lineno}: alt must be one of ACGT other than the context's "
-                             f"centre {ctx[FLANK]}, got {alt!r}")
-        try:
-            n = int(n_s)
-        except ValueError:
-            n = -1
-        if n < 1:
-            raise InputError(f"{path}: line {lineno}: n must be a positive integer, got {n_s!r}")
-        try:
-            mean = float(mean_s)
-        except ValueError:
-            mean = math.nan
-        if not math.isfinite(mean):
-            raise InputError(f"{path}: line {lineno}: mean must be a finite number, got {mean_s!r}")
-        key = (mode, rc)
-        if key not in cells:
-            cells[key] = (np.zeros((N_CONTEXTS, 4), np.int64), np.full((N_CONTEXTS, 4), np.nan))
-        ai = BASES.index(alt)
-        if cells[key][0][ci, ai]:
-            raise InputError(f"{path}: line {lineno}: duplicate cell {mode} rc={int(rc)} {ctx}>{alt}")
-        cells[key][0][ci, ai] = n
-        cells[key][1][ci, ai] = mean
-    if not cells:
-        raise InputError(f"{path}: calibration table has no rows")
-    mc = min_count if min_count is not None else int(meta.get("min_count", DEFAULT_MIN_COUNT))
-    return CalibrationTable(cells, meta, mc, path)
+    return meta
+
+
+def _parse_row(path: Path, lineno: int, line: str) -> tuple[tuple[str, bool], int, int, int, float]:
+    """One table row -> ((mode, rc), context index, ALT index, n, mean); InputError naming the line."""
+    f = line.split("\t")
+    if len(f) != len(COLUMNS):
+        raise InputError(f"{path}: line {lineno}: expected {len(COLUMNS)} tab-separated fields, got {len(f)}")
+    mode, rc_s, ctx, alt, n_s, mean_s = f
+    if mode not in MODES:
+        raise InputError(f"{path}: line {lineno}: unknown mode {mode!r} (expected {' or '.join(MODES)})")
+    if rc_s.lower() not in ("0", "1", "false", "true"):
+        raise InputError(f"{path}: line {lineno}: rc must be 0 or 1, got {rc_s!r}")
+    rc = rc_s.lower() in ("1", "true")
+    ci = context_index(ctx) if ctx.isupper() else -1
+    if ci < 0:
+        raise InputError(f"{path}: line {lineno}: context must be 5 bases of ACGT, got {ctx!r}")
+    if len(alt) != 1 or alt not in BASES or alt == ctx[FLANK]:
+        raise InputError(f"{path}: line {lineno}: alt must be one of ACGT other than the context's "
+                         f"centre {ctx[FLANK]}, got {alt!r}")
+    try:
+        n = int(n_s)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise InputError(f"{path}: line {lineno}: n must be a positive integer, got {n_s!r}")
+    try:
+        mean = float(mean_s)
+    except ValueError:
+        mean = math.nan
+    if not math.isfinite(mean):
+        raise InputError(f"{path}: line {lineno}: mean must be a finite number, got {mean_s!r}")
+    return (mode, rc), ci, BASES.index(alt), n, mean
 
 
 # -- finding a model's table -------------------------------------------------------------------------------
@@ -500,9 +509,7 @@ def _exclusion(exclude_bed: Any):
 
 def _chunk_sites(src: _Source, contig: str, start: int, end: int, index) -> tuple[np.ndarray, np.ndarray]:
     """Eligible 0-based positions in [start, end) (full ACGT 5-mer, not excluded) and their context index."""
-    from genomod.scoring.fast import fetch_padded
-
-    seq = fetch_padded(src.fetch, contig, start - FLANK, end + FLANK, src.lengths[contig])
+    seq = Window.read(src.fetch, contig, start - FLANK, end + FLANK, src.lengths[contig]).seq
     ok, ctx = _contexts_of_chunk(seq)
     pos = np.flatnonzero(ok)
     if index is not None and len(pos):

@@ -15,18 +15,15 @@ delta_ll_mean = delta_ll_sum / (window - 1) (mean of per-position log-probs, as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from genomod.io.windows import FetchFn, Window
 from genomod.model.hybrid import HybridModel
-from genomod.scoring.fast import fetch_padded
 from genomod.tokenizer import encode, reverse_complement
-
-# fetch(contig, start, end) -> sequence; positions outside the contig must come back as N
-FetchFn = Callable[[str, int, int], str]
 
 
 @dataclass
@@ -48,15 +45,24 @@ def build_site(
     window: int,
     contig_length: int,
 ) -> Site:
-    """Reference window centred on ``start`` and one same-length alt window per (REF, ALT) (module doc)."""
+    """Reference window centred on ``start`` and one same-length alt window per (REF, ALT) (module doc).
+
+    The window read runs ``extra`` bases past the reference window so that deletions can be refilled from
+    the following reference bases; ``pad`` counts the N bases of the reference window only.
+    """
     off = window // 2
-    wstart = start - off
     extra = max(0, max((len(r) - len(a) for r, a in alleles), default=0))
-    end = wstart + window + extra
-    seq = fetch_padded(fetch, contig, wstart, end, contig_length).upper()
-    pad = max(0, -wstart) + max(0, wstart + window - contig_length)
+    win = Window.read(fetch, contig, start - off, start - off + window + extra, contig_length)
+    seq = win.seq.upper()
     alt_tokens = [encode((seq[:off] + alt + seq[off + len(ref) :])[:window]) for ref, alt in alleles]
-    return Site(contig, start, encode(seq[:window]), alt_tokens, min(pad, window))
+    return Site(contig, start, encode(seq[:window]), alt_tokens, win.head(window).pad)
+
+
+def site_deltas(sums: np.ndarray, ref_rows: Sequence[int | Sequence[int]],
+                alt_rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Per site: the LL sums of its ALT rows minus that of its REF row (one REF row per site, or one per ALT
+    when the REF window is repeated per allele). The one place where row sums become per-site deltas."""
+    return [sums[np.asarray(a, dtype=np.int64)] - sums[np.asarray(r, dtype=np.int64)] for r, a in zip(ref_rows, alt_rows)]
 
 
 def _suffix_ll(logits: torch.Tensor, first_logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -120,10 +126,10 @@ def exact_deltas(
             sums[r0 : r0 + len(idx)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
             del logits, sub
         slot_start = np.cumsum([0] + [len(m) for m in site_of])
-        for i in range(g):
-            # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
-            alt_rows = [slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
-            results.append(sums[alt_rows] - sums[i])
+        # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
+        alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
+                    for i in range(g)]
+        results.extend(site_deltas(sums, range(g), alt_rows))
     return results
 
 
@@ -149,12 +155,8 @@ def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8) ->
         return []
     rows = [s.ref_tokens for s in sites] + [a for s in sites for a in s.alt_tokens]
     sums = window_ll(model, np.stack(rows), batch_size, rc=True)
-    out, pos = [], len(sites)
-    for i, s in enumerate(sites):
-        n = len(s.alt_tokens)
-        out.append(sums[pos : pos + n] - sums[i])
-        pos += n
-    return out
+    ends = len(sites) + np.cumsum([len(s.alt_tokens) for s in sites])
+    return site_deltas(sums, range(len(sites)), [range(e - len(s.alt_tokens), e) for s, e in zip(sites, ends)])
 
 
 def naive_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8) -> list[np.ndarray]:
@@ -163,10 +165,7 @@ def naive_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8)
     if not rows:
         return [np.zeros(0) for _ in sites]
     sums = window_ll(model, np.stack(rows), batch_size)
-    out, pos = [], 0
-    for s in sites:
-        n = len(s.alt_tokens)
-        pair = sums[pos : pos + 2 * n]
-        out.append(pair[1::2] - pair[0::2])
-        pos += 2 * n
-    return out
+    n = [len(s.alt_tokens) for s in sites]
+    first = 2 * np.cumsum([0] + n[:-1])  # rows are (REF, ALT) pairs: one REF row per allele
+    return site_deltas(sums, [range(b, b + 2 * k, 2) for b, k in zip(first, n)],
+                       [range(b + 1, b + 2 * k, 2) for b, k in zip(first, n)])

@@ -18,15 +18,15 @@ several input chunks (dense VCFs, saturation scans) reuse it instead of recomput
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
+from genomod.io.windows import FetchFn, Window
 from genomod.model.hybrid import HybridModel
 from genomod.tokenizer import BASE_IDS, encode, reverse_complement
 
-FetchFn = Callable[[str, int, int], str]
 _COMP_IDX = np.array([3, 2, 1, 0])  # A C G T -> T G C A (as indices into ACGT)
 _BASE_IDX = {b: i for i, b in enumerate("ACGT")} | {b: i for i, b in enumerate("acgt")}
 # default tokens per fast-mode forward (rows x window). CPU: measured on the 2-core AVX-512 dev box with the
@@ -35,14 +35,6 @@ _BASE_IDX = {b: i for i, b in enumerate("ACGT")} | {b: i for i, b in enumerate("
 CPU_TOKENS_PER_FORWARD = 4096
 TOKENS_PER_FORWARD = 16384
 TileLP = tuple[np.ndarray, np.ndarray | None]  # forward (S, 4), reverse strand (S, 4) or None
-
-
-def fetch_padded(fetch: FetchFn, contig: str, start: int, end: int, contig_length: int) -> str:
-    """Sequence of [start, end) with N outside the contig."""
-    lo = min(max(0, start), end)
-    hi = max(min(contig_length, end), lo)
-    mid = fetch(contig, lo, hi) if hi > lo else ""
-    return "N" * (lo - start) + mid + "N" * (end - hi)
 
 
 def fast_rows(window: int, batch_size: int = 8, device: torch.device | str = "cpu") -> int:
@@ -95,7 +87,7 @@ def _tile_tokens(fetch: FetchFn, contig: str, contig_length: int, tiles: Sequenc
     breaks = np.flatnonzero(np.diff(ks[order]) > 2) + 1  # windows of k and k + 2 are adjacent
     for run in np.split(order, breaks):
         lo, hi = int(ks[run[0]]) * half - half, int(ks[run[-1]]) * half + half
-        span = encode(fetch_padded(fetch, contig, lo, hi, contig_length))
+        span = encode(Window.read(fetch, contig, lo, hi, contig_length).seq)
         out[run] = span[(ks[run] * half - half - lo)[:, None] + np.arange(2 * half)]
     return out
 
@@ -187,6 +179,13 @@ def fast_scores(
             score = 0.5 * (score + (back[slot, col, alt_idx[sel]] - back[slot, col, ref_idx[sel]]).astype(np.float64))
         out[sel] = score
     return out
+
+
+def tile_pads(positions: np.ndarray, window: int, contig_length: int) -> np.ndarray:
+    """N bases in the forward window of each 0-based position's tile (its ``Window.pad``), vectorised."""
+    half = max(1, window // 2)
+    lo = np.asarray(positions, dtype=np.int64) // half * half
+    return np.maximum(0, half - lo) + np.maximum(0, lo + half - contig_length)
 
 
 def base_index(bases: Iterable[str]) -> np.ndarray:

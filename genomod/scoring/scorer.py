@@ -8,7 +8,6 @@ Pickling (e.g. to worker processes) drops the per-thread handles; they are reope
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
@@ -21,11 +20,10 @@ import numpy as np
 import torch
 
 from genomod.errors import ConfigError, InputError
-from genomod.io import ReferenceGenome, SkippedVariant, Variant, read_variants
-from genomod.io.vcf import _Checker
+from genomod.io import AlleleChecker, ReferenceGenome, SkippedVariant, Variant, read_variants
 from genomod.model.hybrid import HybridModel
 from genomod.scoring.exact import Site, build_site, exact_deltas, rc_deltas
-from genomod.scoring.fast import TileCache, base_index, fast_rows, fast_scores
+from genomod.scoring.fast import TileCache, base_index, fast_rows, fast_scores, tile_pads
 
 MODES = ("exact", "fast")
 Item = Variant | SkippedVariant
@@ -136,14 +134,8 @@ class VariantScorer:
             raise ConfigError("VariantScorer needs a reference FASTA (reference=...) to build windows")
         ref = getattr(self._local, "ref", None)
         if ref is None:
-            ref = (
-                self.reference
-                if threading.current_thread() is threading.main_thread()
-                else copy.copy(self.reference)
-            )
-            if ref is not self.reference:
-                ref._fa = None
-            self._local.ref = ref
+            main = threading.current_thread() is threading.main_thread()
+            ref = self._local.ref = self.reference if main else self.reference.clone()
         return ref
 
     # -- input normalisation -----------------------------------------------------------------------------
@@ -169,7 +161,7 @@ class VariantScorer:
         # one checker for the stream, the record index and ID given to it (as variants_from_tuples does for
         # 4-tuples): no generator, checker or dataclass copy per record
         source = "<variants>"
-        checker = _Checker(ref, self.strict, source)
+        checker = AlleleChecker(ref, self.strict, source)
         for index, item in enumerate(variants):
             if isinstance(item, (Variant, SkippedVariant)):
                 yield item
@@ -262,26 +254,31 @@ class VariantScorer:
                     todo.append(i)
             out.append(row)
         if todo:
-            todo_v, todo_rows = [chunk[i] for i in todo], [out[i] for i in todo]
-            if mode == "exact":
-                self._exact(todo_v, todo_rows)
-            else:
-                self._fast(todo_v, todo_rows, cache)
-            if self.calibration is not None:
-                self._calibrate(todo_v, todo_rows, mode)
+            scores = self._scores([chunk[i] for i in todo], mode, cache)
+            for i, values in zip(todo, scores):
+                out[i].update(values)
         return out
 
-    def _calibrate(self, variants: list[Variant], rows: list[dict], mode: str) -> None:
-        """Fill the ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.
+    def _scores(self, variants: list[Variant], mode: str, cache: TileCache | None = None) -> list[dict]:
+        """Score columns and ``pad`` of each scorable variant (with ``*_cal`` columns when calibrating)."""
+        scores = self._exact(variants) if mode == "exact" else self._fast(variants, cache)
+        if self.calibration is not None:
+            for values, cal in zip(scores, self._calibrate(variants, scores, mode)):
+                values.update(cal)
+        return scores
 
-        Non-SNVs and contexts holding N (or past a contig edge) stay NaN.
+    def _calibrate(self, variants: list[Variant], scores: list[dict], mode: str) -> list[dict]:
+        """The ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.
+
+        Non-SNVs get no entry (their columns stay NaN); contexts holding N (or past a contig edge) get NaN.
         """
         from genomod.scoring.calibration import site_context
 
         ref = self._ref()
-        idx = [i for i, v in enumerate(variants) if v.kind == "snv" and rows[i]["status"] == "ok"]
+        out: list[dict] = [{} for _ in variants]
+        idx = [i for i, v in enumerate(variants) if v.kind == "snv"]
         if not idx:
-            return
+            return out
         contexts = []
         for i in idx:
             v = variants[i]
@@ -289,13 +286,14 @@ class VariantScorer:
             contexts.append(site_context(ref.fetch, contig, v.start, ref.lengths[contig]))
         alts = [variants[i].alt for i in idx]
         raw_col = "delta_ll_sum" if mode == "exact" else "delta_fast"
-        raw = np.array([rows[i][raw_col] for i in idx], dtype=np.float64)
+        raw = np.array([scores[i][raw_col] for i in idx], dtype=np.float64)
         cal = self.calibration.apply(mode, self.rc, contexts, alts, raw)
         for i, val in zip(idx, cal.tolist()):
             if mode == "exact":
-                rows[i].update(delta_ll_sum_cal=val, delta_ll_mean_cal=val / (self.window - 1))
+                out[i] = {"delta_ll_sum_cal": val, "delta_ll_mean_cal": val / (self.window - 1)}
             else:
-                rows[i]["delta_fast_cal"] = val
+                out[i] = {"delta_fast_cal": val}
+        return out
 
     def _unscorable(self, v: Variant, mode: str) -> str | None:
         if mode == "fast" and v.kind != "snv":
@@ -304,32 +302,34 @@ class VariantScorer:
             return f"REF length {len(v.ref)} exceeds half the window ({self.window})"
         return None
 
-    def _exact(self, variants: list[Variant], rows: list[dict]) -> None:
+    def _exact(self, variants: list[Variant]) -> list[dict]:
+        """``delta_ll_sum``, ``delta_ll_mean`` and ``pad`` per variant; alleles at one site share its prefix."""
         ref = self._ref()
         groups: dict[tuple[str, int], list[int]] = {}
         for i, v in enumerate(variants):
             groups.setdefault((v.contig or ref.resolve(v.chrom), v.start), []).append(i)
         sites: list[Site] = []
-        members: list[list[int]] = []
         for (contig, start), idx in groups.items():
             alleles = [(variants[i].ref, variants[i].alt) for i in idx]
             sites.append(build_site(ref.fetch, contig, start, alleles, self.window, ref.lengths[contig]))
-            members.append(idx)
         deltas = exact_deltas(self.model, sites, self.batch_size)
         if self.rc:
             back = rc_deltas(self.model, sites, self.batch_size)
             deltas = [0.5 * (f + r) for f, r in zip(deltas, back)]
         denom = self.window - 1
-        for site, idx, d in zip(sites, members, deltas):
+        out: list[dict] = [{} for _ in variants]
+        for site, idx, d in zip(sites, groups.values(), deltas):
             for i, val in zip(idx, d):
-                rows[i].update(delta_ll_sum=float(val), delta_ll_mean=float(val) / denom, pad=site.pad)
+                out[i] = {"delta_ll_sum": float(val), "delta_ll_mean": float(val) / denom, "pad": site.pad}
+        return out
 
-    def _fast(self, variants: list[Variant], rows: list[dict], cache: TileCache | None = None) -> None:
+    def _fast(self, variants: list[Variant], cache: TileCache | None = None) -> list[dict]:
+        """``delta_fast`` and ``pad`` per SNV, per contig through ``fast_scores`` (tiles shared via ``cache``)."""
         ref = self._ref()
         by_contig: dict[str, list[int]] = {}
         for i, v in enumerate(variants):
             by_contig.setdefault(v.contig or ref.resolve(v.chrom), []).append(i)
-        half = self.window // 2
+        out: list[dict] = [{} for _ in variants]
         for contig, idx in by_contig.items():
             size = ref.lengths[contig]
             group = [variants[i] for i in idx]
@@ -347,10 +347,10 @@ class VariantScorer:
                 self.fast_batch_size,
                 cache,
             )
-            lo = starts // half * half
-            pads = np.maximum(0, half - lo) + np.maximum(0, lo + half - size)
+            pads = tile_pads(starts, self.window, size)
             for i, val, pad in zip(idx, scores.tolist(), pads.tolist()):
-                rows[i].update(delta_fast=val, pad=pad)
+                out[i] = {"delta_fast": val, "pad": pad}
+        return out
 
     # -- embeddings --------------------------------------------------------------------------------------
     @torch.no_grad()
