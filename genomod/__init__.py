@@ -1,7 +1,8 @@
 """genomod: DNA foundation models on long sequences.
 
 Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``,
-``run_probes`` (label-free biology probes) and ``build_calibration_table`` / ``load_calibration`` (calibrated scores).
+``apply_precision`` (bf16 / int8 for a model in memory), ``run_probes`` (label-free biology probes) and
+``build_calibration_table`` / ``load_calibration`` (calibrated scores).
 Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
 """
 
@@ -22,11 +23,12 @@ _LAZY = {
     "run_probes": "genomod.eval.probes",
     "build_calibration_table": "genomod.scoring.calibration",
     "load_calibration": "genomod.scoring.calibration",
+    "apply_precision": "genomod.precision",
 }
 
 __all__ = [
     "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
-    "GenomodError", "run_probes", "build_calibration_table", "load_calibration",
+    "GenomodError", "run_probes", "build_calibration_table", "load_calibration", "apply_precision",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genomod.errors import GenomodError
     from genomod.eval.probes import run_probes
     from genomod.model import HybridModel, ModelConfig
+    from genomod.precision import apply_precision
     from genomod.scoring import VariantScorer
     from genomod.scoring.calibration import build_calibration_table, load_calibration
     from genomod.tokenizer import Tokenizer

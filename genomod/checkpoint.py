@@ -42,6 +42,9 @@ def shipped_models() -> list[str]:
 def save_model(model: HybridModel, out_dir: str | os.PathLike, training: dict[str, Any] | None = None,
                dtype: str | None = None) -> Path:
     """Write ``model`` as a genomod checkpoint folder (atomically per file); returns the folder."""
+    if getattr(model, "quantization", None):
+        raise ModelError(f"cannot save a {model.quantization}-quantized model: save the float model and "
+                         f"quantize when loading (load_model(..., quantize={model.quantization!r}))")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -109,8 +112,18 @@ def read_checkpoint_config(path: Path) -> dict[str, Any]:
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device | None = "cpu",
-               dtype: str | torch.dtype | None = None) -> HybridModel:
-    """Load a checkpoint folder or shipped model by name, in eval mode, on ``device`` ("auto" = CUDA if present)."""
+               dtype: str | torch.dtype | None = None, quantize: str | None = None) -> HybridModel:
+    """Load a checkpoint folder or shipped model by name, in eval mode, on ``device`` ("auto" = CUDA if present).
+
+    ``dtype``: float32, bfloat16, float16, or None/"auto" = bfloat16 on CUDA, else the checkpoint's dtype
+    (Hyena-LI poles/residues stay float32). ``quantize="int8"``: weight-only int8 Linear layers (torchao,
+    ``genomod[quant]``). See ``genomod.precision``.
+    """
+    from genomod.precision import apply_precision, check_quantize, resolve_dtype
+
+    check_quantize(quantize)  # bad values fail before the weights are read
+    dev = resolve_device(device)
+    resolve_dtype(dtype, dev)
     path = resolve_checkpoint(name_or_path)
     doc = read_checkpoint_config(path)
     try:
@@ -134,9 +147,8 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
             raise ModelError(f"{path / WEIGHTS}: tensor {k} has shape {tuple(tensors[k].shape)}, "
                              f"config expects {tuple(v.shape)}")
     model.load_state_dict(tensors, assign=True)
-    dev = resolve_device(device)
     model = model.to(dev)
-    model.to_dtype(dtype if dtype is not None else cfg.dtype)
+    apply_precision(model, dtype, quantize, default=cfg.dtype)
     model.resolve_backends()
     model.eval()
     model.checkpoint_info = {"path": str(path), "training": doc.get("training", {}),

@@ -125,3 +125,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev
+
+
+def cpu_name() -> str:
+    """CPU model name from /proc/cpuinfo (else platform.processor()), for benchmark reports."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"

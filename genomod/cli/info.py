@@ -23,6 +23,7 @@ def collect_info() -> dict:
     from genomod import __version__
     from genomod.checkpoint import shipped_models
     from genomod.ops.attention import attention_backend, flash_attn_available
+    from genomod.precision import torchao_version
 
     info = {
         "genomod": __version__,
@@ -34,6 +35,7 @@ def collect_info() -> dict:
         "h5py": _version("h5py"),
         "lightning": _version("lightning"),
         "triton": _version("triton"),
+        "torchao": torchao_version(),
         "flash_attn": "installed" if flash_attn_available() else "not installed",
         "cpu_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),

@@ -30,6 +30,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+def _precision_options(fn: Callable) -> Callable:
+    """--dtype and --quantize (see genomod.precision), shared by score and mutagenesis."""
+    fn = click.option("--quantize", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+                      help="Weight-only int8 Linear layers (torchao: pip install 'genomod[quant]').")(fn)
+    return click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+                        show_default=True, help="Weights/activations dtype; auto = bfloat16 on CUDA, else the "
+                        "checkpoint's (float32 for shipped models). Hyena-LI poles stay float32.")(fn)
+
+
 class _Rate:
     """A rich progress column showing variants per second."""
 
@@ -118,6 +127,7 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     default=None,
     help="Calibration table to use instead of the model's calibration.tsv (implies --calibrate).",
 )
+@_precision_options
 def score(
     input_path: Path,
     reference: Path,
@@ -135,6 +145,8 @@ def score(
     head_path: str | None,
     calibrate: bool,
     calibration_path: Path | None,
+    dtype: str,
+    quantize: str,
 ) -> None:
     """Score every ALT allele of a VCF and write it back annotated with GENOMOD_* INFO fields."""
     from genomod.io import IntervalIndex, ReferenceGenome, read_bed
@@ -172,6 +184,8 @@ def score(
             strict=strict,
             calibrate=calibrate,
             calibration=calibration_path,
+            dtype=dtype,
+            quantize=quantize,
         )
         scorer.check_calibration(mode)
         with _progress(source.total) as advance:
@@ -202,6 +216,7 @@ def score(
 @click.option("--rc", is_flag=True, help="Average forward and reverse-complement strands.")
 @click.option("--batch-size", default=8, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True)
+@_precision_options
 def mutagenesis(
     reference: Path,
     region: str,
@@ -212,6 +227,8 @@ def mutagenesis(
     rc: bool,
     batch_size: int,
     device: str,
+    dtype: str,
+    quantize: str,
 ) -> None:
     """Fast score of every possible SNV in a region (TSV and optional heatmap)."""
     import numpy as np
@@ -232,7 +249,8 @@ def mutagenesis(
         raise InputError(f"region {region}: end {iv.end} is beyond {contig} (length {size})")
     if window is not None and window < 16:
         raise ConfigError("--window must be >= 16")
-    scorer = VariantScorer(model, ref, device=device, window=window, batch_size=batch_size, rc=rc)
+    scorer = VariantScorer(model, ref, device=device, window=window, batch_size=batch_size, rc=rc, dtype=dtype,
+                           quantize=quantize)
     seq = ref.fetch(contig, iv.start, iv.end).upper()
     lps = site_logprobs(
         scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size

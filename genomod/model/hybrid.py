@@ -75,7 +75,16 @@ class HybridModel(nn.Module):
 
     def to_dtype(self, dtype: str | torch.dtype) -> HybridModel:
         """Cast weights to ``dtype`` but keep LI poles/residues in float32 (needed at long lengths)."""
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                from genomod.errors import ConfigError
+
+                raise ConfigError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}")
+            dtype = _DTYPES[dtype]
+        if getattr(self, "quantization", None):
+            from genomod.errors import ConfigError
+
+            raise ConfigError(f"cannot cast a {self.quantization}-quantized model; load the float checkpoint")
         for name, p in self.named_parameters():
             p.data = p.data.float() if name.endswith(FP32_PARAMS) else p.data.to(dtype)
         return self

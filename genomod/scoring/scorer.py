@@ -55,12 +55,14 @@ class VariantScorer:
         calibrate: bool = False,
         calibration: Any = None,
         fast_batch_size: int | None = None,
+        quantize: str | None = None,
     ) -> None:
         """``calibrate=True`` adds background-calibrated columns (``*_cal``, see genomod.scoring.calibration)
         from the model's ``calibration.tsv`` beside its weights; ``calibration=`` gives the table instead
         (a CalibrationTable or a calibration.tsv path) and implies ``calibrate``. ``fast_batch_size``: forward
         rows per fast-mode batch (default ``fast.fast_rows``: ~4,096 tokens per forward on CPU, else
-        ``batch_size`` or more rows, ~16,384 tokens)."""
+        ``batch_size`` or more rows, ~16,384 tokens). ``dtype`` (float32/bfloat16/float16, None = auto) and
+        ``quantize`` (None/"int8") are passed to ``load_model`` (see ``genomod.precision``)."""
         if window is not None and window < 16:
             raise ConfigError(f"window must be >= 16 bases, got {window}")
         if batch_size < 1:
@@ -70,11 +72,14 @@ class VariantScorer:
         self.batch_size, self.rc, self.strict = int(batch_size), bool(rc), strict
         self.model_name = _model_label(model)
         if isinstance(model, HybridModel):
+            if dtype not in (None, "auto") or quantize not in (None, "none"):
+                raise ConfigError("dtype/quantize apply when VariantScorer loads the model by name or path; for a "
+                                  "model in memory call genomod.precision.apply_precision(model, dtype, quantize)")
             self.model = model.eval()
         else:
             from genomod.checkpoint import load_model
 
-            self.model = load_model(model, device=device, dtype=dtype)
+            self.model = load_model(model, device=device, dtype=dtype, quantize=quantize)
         # default window: the model's training context, at most Evo 2's 8,192 bp
         self.window = int(window) if window is not None else default_window(self.model)
         self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size, self.model.device))

@@ -1,0 +1,101 @@
+"""scripts/bench_precision.py and scripts/memory_plan.py at tiny sizes, so that the lead's full runs cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from genomod.checkpoint import save_model
+from genomod.precision import torchao_version
+from tests.model_helpers import tiny_test_model
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TORCHAO = torchao_version() != "not installed"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"genomod_script_{name}", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---- bench_precision ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_bench_precision_tiny(tmp_path):
+    """The real BRCA1 loader and reference, a tiny random model, 12 SNVs fast and 4 exact, in subprocesses."""
+    save_model(tiny_test_model(0), tmp_path / "model")
+    out = tmp_path / "p.json"
+    configs = ["bf16"] + (["int8"] if HAS_TORCHAO else [])
+    report = _script("bench_precision").main(
+        ["--model", str(tmp_path / "model"), "--limit", "12", "--exact-limit", "4", "--window", "64",
+         "--threads", "1", "--configs", *configs, "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    assert report["settings"]["variants"] == 12 and report["threads"] == 1
+    assert report["versions"]["torchao"] == torchao_version()
+    rows = {r["config"]: r for r in report["results"]}
+    assert list(rows) == ["fp32", *configs]  # fp32 always runs first, as the reference
+    for name, row in rows.items():
+        assert "error" not in row, row
+        assert row["fast"]["variants"] == 12 and row["fast"]["scored"] == 12
+        assert row["exact"]["variants"] == 4 and row["exact"]["scored"] == 4
+        assert row["fast"]["variants_per_s"] > 0 and row["peak_rss_bytes"] > row["weights_bytes"] > 0
+        assert row["window"] == 64
+        if name != "fp32":
+            for mode in ("fast", "exact"):
+                r = row[mode]
+                assert r["compared"] == row[mode]["scored"]
+                assert 0 < r["max_abs_diff"] < 0.1 and r["p99_abs_diff"] <= r["max_abs_diff"]
+                assert r["spearman_vs_fp32"] > 0.8 and r["speed_vs_fp32"] > 0
+    assert rows["bf16"]["weights_bytes"] < rows["fp32"]["weights_bytes"]
+    if HAS_TORCHAO:
+        assert rows["int8"]["weights_bytes"] < rows["fp32"]["weights_bytes"]
+
+
+def test_bench_precision_compare_helpers():
+    import numpy as np
+
+    bp = _script("bench_precision")
+    ref = np.array([0.0, -1.0, -2.0, np.nan, 0.5])
+    got = np.array([0.01, -1.02, -2.0, 1.0, np.nan])
+    c = bp.compare(got, ref)
+    assert c["compared"] == 3 and math.isclose(c["max_abs_diff"], 0.02, rel_tol=1e-9)
+    assert c["spearman_vs_fp32"] == 1.0
+    assert bp.compare(np.array([np.nan]), np.array([1.0])) == {"compared": 0}
+
+
+# ---- memory_plan ------------------------------------------------------------------------------------------
+def test_memory_plan_meta_device(tmp_path):
+    from genomod.convert.evo2 import evo2_model_config
+    from genomod.model import count_parameters_analytic
+
+    out = tmp_path / "plan.json"
+    report = _script("memory_plan").main(["--out", str(out)])
+    assert json.loads(out.read_text())["plan"] == report["plan"]
+    rows = {r["config"]: r for r in report["plan"]}
+    assert list(rows) == ["1b", "7b", "40b"]
+    for name, r in rows.items():
+        assert r["parameters"] == r["parameters_analytic"] == count_parameters_analytic(evo2_model_config(name))
+        b = r["bytes"]
+        poles = 2 * r["hidden_size"] * 16 * r["layer_kinds"]["LI"] * 4  # fp32 poles+residues (state 16)
+        assert b["float32"] == 4 * r["parameters"]
+        assert b["bfloat16"] == 2 * r["parameters"] + poles // 2  # everything bf16 except the fp32 poles
+        assert r["int8_over_bf16"] <= 0.55 and b["int8"] < b["bfloat16"] < b["float32"]
+    assert 6.4e9 < rows["7b"]["parameters"] < 6.6e9 and 39e9 < rows["40b"]["parameters"] < 42e9
+    assert rows["1b"]["parameters"] < rows["7b"]["parameters"]
+
+
+def test_memory_plan_measure_tiny(tmp_path):
+    report = _script("memory_plan").main(
+        ["--configs", "tiny", "--measure-config", "tiny", "--measure-layers", "1", "--seqlen", "32",
+         "--repeats", "1", "--out", str(tmp_path / "m.json")])
+    m = report["measurement"]
+    assert set(m["per_kind"]) == {"SE", "MR", "LI", "MHA"}
+    assert sum(v["full_depth_count"] for v in m["per_kind"].values()) == m["full_depth_layers"] == 8
+    assert all(v["per_layer_s"] >= 0 for v in m["per_kind"].values())
+    assert m["full_depth_forward_s_estimate"] >= m["head_s"] and m["full_depth_tokens_per_s_estimate"] > 0
