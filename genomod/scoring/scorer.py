@@ -71,12 +71,19 @@ class VariantScorer:
             raise ConfigError(f"fast_batch_size must be >= 1, got {fast_batch_size}")
         self.batch_size, self.rc, self.strict = int(batch_size), bool(rc), strict
         self.model_name = _model_label(model)
+        # a folder from `genomod finetune` (variant-effect task): its backbone scores, its head adds column ``ft``
+        self.finetuned = None
+        if isinstance(model, (str, os.PathLike)):
+            from genomod.scoring.finetuned import finetuned_variant_model
+
+            self.finetuned = finetuned_variant_model(model)
         if isinstance(model, HybridModel):
             self.model = model.eval()
         else:
             from genomod.checkpoint import load_model
 
-            self.model = load_model(model, device=device, dtype=dtype)
+            source = self.finetuned.backbone if self.finetuned is not None else model
+            self.model = load_model(source, device=device, dtype=dtype)
         # default window: the model's training context, at most Evo 2's 8,192 bp
         self.window = int(window) if window is not None else default_window(self.model)
         self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size, self.model.device))
@@ -195,9 +202,10 @@ class VariantScorer:
     def score_columns(self, mode: str) -> tuple[str, ...]:
         """Score columns produced by ``mode`` (each followed by its ``*_cal`` column when calibrating)."""
         raw = ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+        ft = ("ft",) if getattr(self, "finetuned", None) is not None else ()
         if self.calibration is None:
-            return raw
-        return tuple(c for col in raw for c in (col, f"{col}_cal"))
+            return raw + ft
+        return tuple(c for col in raw for c in (col, f"{col}_cal")) + ft
 
     def iter_scores(
         self, variants: Any, mode: str = "exact", chunk_size: int | None = None
@@ -269,7 +277,17 @@ class VariantScorer:
                 self._fast(todo_v, todo_rows, cache)
             if self.calibration is not None:
                 self._calibrate(todo_v, todo_rows, mode)
+            if getattr(self, "finetuned", None) is not None:
+                self._finetuned(todo_v, todo_rows)
         return out
+
+    def _finetuned(self, variants: list[Variant], rows: list[dict]) -> None:
+        """Fill ``ft`` from the fine-tuned head (its own window; see genomod.scoring.finetuned)."""
+        ref = self._ref()
+        sites = [(v.contig or ref.resolve(v.chrom), v.start, v.ref, v.alt) for v in variants]
+        vals = self.finetuned.predict(self.model, ref.fetch, ref.lengths, sites, self.batch_size)
+        for row, val in zip(rows, vals.tolist()):
+            row["ft"] = val
 
     def _calibrate(self, variants: list[Variant], rows: list[dict], mode: str) -> None:
         """Fill the ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.
