@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_helpers import tiny_test_model
 
 from genomod.checkpoint import load_model, save_model
 from genomod.cli.main import main as cli_main
 from genomod.errors import ConfigError, InputError
-from genomod.finetuning import finetune, load_config, merge_adapters
+from genomod.finetuning import finetune, load_config
 from genomod.finetuning.tasks import load_task
-from model_helpers import tiny_test_model
 
 pytest.importorskip("peft")
 
@@ -44,7 +44,7 @@ def variant_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         alt = rng.choice([b for b in "ACGT" if b != ref])
         rows.append({"chrom": "chrT", "pos": pos, "ref": ref, "alt": alt, "cls": "LOF" if alt in "AG" else "FUNC",
                      "score": float(alt in "AG") + rng.random() * 0.1,
-                     "split": "test" if pos > 3000 else ("val" if pos > 2600 else "train")})
+                     "split": "test" if pos >= 3000 else ("val" if pos >= 2600 else "train")})  # block-aligned
     pd.DataFrame(rows).to_csv(folder / "variants.tsv", sep="\t", index=False)
     return folder / "variants.tsv", folder / "ref.fa"
 
@@ -162,11 +162,11 @@ def test_variant_folds_never_share_a_block(base: Path, variant_data: tuple[Path,
     assert (blocks.groupby("block")["fold"].nunique() == 1).all()
     assert data.ref_tokens.shape == (60, WINDOW) and (data.ref_tokens != data.alt_tokens).sum(1).tolist() == [1] * 60
     # a split column that cuts a block in two is refused
+    seq = variant_data[1].read_text().split("\n", 1)[1].replace("\n", "")
     bad = pd.read_csv(variant_data[0], sep="\t")
-    bad.loc[bad.index[:2], "split"] = ["train", "test"]
-    bad.loc[bad.index[:2], "pos"] = [bad["pos"].iloc[0], bad["pos"].iloc[0] + 1]
-    bad.loc[bad.index[1], "ref"] = open(variant_data[1]).read().split("\n", 1)[1].replace("\n", "")[
-        int(bad["pos"].iloc[1]) - 1]
+    for i, pos in enumerate((1000, 1001)):  # two variants in block 5 (block_size 200), one train, one test
+        bad.loc[i, ["pos", "ref", "alt", "split"]] = [pos, seq[pos - 1], "ACGT"["ACGT".index(seq[pos - 1]) - 1],
+                                                      ("train", "test")[i]]
     path = tmp_path / "bad.tsv"
     bad.to_csv(path, sep="\t", index=False)
     cfg = load_config(_variant_cfg(base, (path, variant_data[1]), tmp_path / "o2", **{"split.method": "column"}))
@@ -314,3 +314,37 @@ def test_cli_errors(base: Path, variant_data: tuple[Path, Path], seq_data: Path,
     assert code == 2 and "lora.rank: unknown key" in err
     with pytest.raises(ConfigError, match="data.reference"):
         load_config({**good, "data": {k: v for k, v in good["data"].items() if k != "reference"}})
+
+
+def test_lower_layers_never_import_finetuning() -> None:
+    """genomod.finetuning sits above train and heads: nothing below it (nor the scorer's hook) imports it."""
+    root = Path(__file__).resolve().parents[1] / "genomod"
+    lower = [p for sub in ("io", "model", "ops", "scoring", "heads", "eval", "train", "convert")
+             for p in (root / sub).rglob("*.py")]
+    lower += [root / "tokenizer.py", root / "checkpoint.py", root / "utils.py", root / "errors.py"]
+    offenders = [str(p.relative_to(root)) for p in lower if "genomod.finetuning" in p.read_text()]
+    assert not offenders, offenders
+
+
+def test_lora_targets_on_an_evo2_shape() -> None:
+    """The same target groups cover a converted Evo 2 model (same module names); counted on the meta device."""
+    from genomod.finetuning.adapters import target_modules
+    from genomod.model import build_model
+
+    model = build_model("evo2-7b", meta=True)
+    names = target_modules(model, ["projections", "hyena_out", "mlp", "attention"])
+    n_attn = model.config.layer_types.count("MHA")
+    assert len(names) == 5 * model.config.num_layers
+    assert sum("inner_mha_cls" in n for n in names) == 2 * n_attn
+
+
+def test_peft_is_imported_only_for_lora(base: Path, seq_data: Path) -> None:
+    """import genomod, the CLI's help and a frozen/full config never import peft (slow to import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, genomod, genomod.finetuning; from genomod.finetuning import load_config; "
+            f"load_config({{'task': 'sequence-classification', 'base': {str(base)!r}, 'mode': 'frozen', "
+            f"'data': {{'path': {str(seq_data)!r}}}}}); print('peft' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip().splitlines()[-1] == "False"

@@ -129,6 +129,7 @@ class FinetuneModule(pl.LightningModule):
         if mode == "frozen":
             for p in self.model.parameters():
                 p.requires_grad_(False)
+        self.model.train(mode != "frozen")  # load_model gives eval mode; adapters' dropout needs train mode
         self.step_log: list[dict[str, float]] = []
         self._acc_loss: list[torch.Tensor] = []
         self._t0, self._rows_since = time.perf_counter(), 0

@@ -397,8 +397,11 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict[str, Any], overri
                                 save_model_dir=name == model_fit, extra_callbacks=extra_callbacks)
     if any(not r for r in results.values()):
         return {}  # not global rank 0
-    tables = [pd.read_csv(cfg.out_dir / "fits" / name / "predictions.tsv", sep="\t", dtype={"chrom": str})
-              for name, _, ev in fits if len(ev)]
+    kinds = {"chrom": str, "id": str, "split": str}
+    if data.target == "classification":
+        kinds.update(y=str, pred=str)
+    tables = [pd.read_csv(cfg.out_dir / "fits" / name / "predictions.tsv", sep="\t", dtype=kinds,
+                          keep_default_na=False) for name, _, ev in fits if len(ev)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     target = results[fits[-1][0]]["target"]
     metrics = _metrics(cfg, data, table, target) if len(table) else {}

@@ -7,7 +7,7 @@ in the same folder (``model.safetensors`` + ``config.json``: full fine-tuning, o
 sha256 is checked). ``VariantScorer`` given such a folder for a ``variant-effect`` task adds the column ``ft``
 (INFO ``GENOMOD_FT``): P(positive class) for a label task, the predicted score for a score task.
 
-The modules here are the ones the fine-tuning code trains (``genomod.finetuning`` imports them), so that a
+The modules here are the ones the fine-tuning package trains (it imports them from here), so that a
 trained model and the scorer run one and the same forward.
 """
 
