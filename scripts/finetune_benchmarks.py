@@ -15,7 +15,8 @@ and the supervised logistic head on frozen embeddings, both through ``genomod.ev
 same 100 bp block-grouped 5-fold CV). ``--params`` adds ``parameters.json``: trainable parameters of LoRA vs full
 on the base model and on the Evo 2 7B shape (meta device, nothing allocated); ``--evo2-memory`` adds the peak
 memory of one training step of depth-reduced Evo 2 7B models (1 and 2 blocks) for LoRA and full, whose
-difference is the memory per layer. ``summary.md`` tabulates everything. No number is written by hand.
+difference is the memory per layer. ``--ship best`` (or a mode) copies that mode's BRCA1 model (fit on all
+variants) to ``OUT/brca1_model/``. ``summary.md`` tabulates everything. No number is written by hand.
 """
 
 from __future__ import annotations
@@ -129,13 +130,14 @@ def brca1_reference(work: Path, base: str, n_boot: int, table: Path | None) -> d
     res = run_brca1(work / "brca1_reference", model=base, mode="exact", heads=True, n_boot=n_boot, device="cpu",
                     table=table)
     tab = res["table"]
-    overall = tab[tab["group"] == "overall"].set_index("score")
+    overall = tab[tab["group"] == "overall"].drop_duplicates("column").set_index("column")
     keep = {}
-    for score in ("delta_ll_sum", "delta_ll_mean", "head_oof"):
-        if score in overall.index:
-            row = overall.loc[score]
-            keep[score] = {k: (None if pd.isna(row[k]) else float(row[k]))
-                           for k in ("auroc", "auroc_lo", "auroc_hi", "auprc", "n_used", "n_pos")}
+    for col in ("delta_ll_sum", "delta_ll_mean", "head_oof"):  # zero-shot scores are evaluated negated
+        if col in overall.index:
+            row = overall.loc[col]
+            keep[col] = {"score": str(row["score"]), **{k: (None if pd.isna(row[k]) else float(row[k]))
+                                                        for k in ("auroc", "auroc_lo", "auroc_hi", "auprc",
+                                                                  "n_used", "n_pos")}}
     return {"task": "brca1", "mode": "reference", "scores": keep, "wall_time_s": round(time.time() - t0, 3),
             "cpu_time_s": round(time.process_time() - c0, 3)}
 
@@ -230,6 +232,27 @@ def summary_markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ship_brca1_model(records: list[dict[str, Any]], which: str, dest: Path, limit_mb: float = 25.0) -> Path:
+    """Copy the model folder of a BRCA1 run (fit on all variants) to ``dest``; refuse one over ``limit_mb``."""
+    import shutil
+
+    runs = {r["mode"]: r for r in records if r["task"] == "brca1" and r["mode"] in MODE_SETTINGS}
+    if which == "best":
+        which = max(runs, key=lambda m: runs[m]["metrics"]["out_of_fold"].get("auroc") or -1.0)
+    if which not in runs:
+        raise SystemExit(f"--ship {which}: no BRCA1 run of that mode (ran: {', '.join(runs) or 'none'})")
+    src = Path(runs[which]["run_dir"]) / "model"
+    size = sum(p.stat().st_size for p in src.iterdir()) / 2**20
+    if size > limit_mb:
+        raise SystemExit(f"--ship {which}: {src} holds {size:.1f} MB, more than {limit_mb} MB")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
 def _write(path: Path, doc: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
@@ -253,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evo2-memory", action="store_true", help="with --params: depth-reduced Evo 2 7B memory runs")
     ap.add_argument("--in-process", action="store_true", help="run fine-tuning in this process (tests)")
     ap.add_argument("--kmer-max-rows", type=int, default=None, help="(tests) rows per split for the k-mer baseline")
+    ap.add_argument("--ship", default=None, metavar="MODE|best",
+                    help="copy the BRCA1 model of this mode (best: highest out-of-fold AUROC) to OUT/brca1_model/ "
+                         "(at most 25 MB)")
     ap.add_argument("--_memory-probe", dest="memory_probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_probe:
@@ -283,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             rec = brca1_reference(args.work, args.base, args.n_boot, args.brca1_table)
             _write(args.out / "brca1_reference.json", rec)
             records.append(rec)
+    if args.ship:
+        ship_brca1_model(records, args.ship, args.out / "brca1_model")
     if args.params:
         _write(args.out / "parameters.json", parameter_counts(args.base, args.evo2_memory, args.work))
     (args.out / "summary.md").write_text(summary_markdown(records))

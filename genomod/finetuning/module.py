@@ -185,7 +185,9 @@ class FinetuneModule(pl.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The update, then (full mode) the Hyena-LI log-pole clamp of pretraining, before any checkpoint."""
+        super().optimizer_step(*args, **kwargs)
         bound = self.cfg.get("max_log_pole")
         if self.mode == "full" and bound is not None:
             clamp_log_poles(self.backbone, float(bound))

@@ -141,9 +141,11 @@ class PretrainModule(pl.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Keep Hyena-LI filters stable: project log-poles onto <= ``max_log_pole`` after each update, so that a
-        modal filter never grows with distance (one-pass and cached/chunked forwards then agree at any length)."""
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The update, then keep Hyena-LI filters stable: project log-poles onto <= ``max_log_pole``, so that a
+        modal filter never grows with distance (one-pass and cached/chunked forwards then agree at any length).
+        Done here, not in ``on_train_batch_end``, so that a checkpoint taken after the step holds clamped weights."""
+        super().optimizer_step(*args, **kwargs)
         bound = self.cfg.get("max_log_pole")
         if bound is not None:
             clamp_log_poles(self.model, float(bound))
