@@ -348,3 +348,21 @@ def test_peft_is_imported_only_for_lora(base: Path, seq_data: Path) -> None:
             f"'data': {{'path': {str(seq_data)!r}}}}}); print('peft' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_variant_task_from_vcf(base: Path, variant_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """A VCF gives the label from an INFO key; REF mismatches are dropped and counted."""
+    df = pd.read_csv(variant_data[0], sep="\t")
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=chrT,length=4000>",
+             '##INFO=<ID=CLS,Number=1,Type=String,Description="class">',
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for i, r in enumerate(df.itertuples()):
+        ref = r.ref if i else ("A" if r.ref != "A" else "C")  # the first REF does not match the reference
+        lines.append(f"chrT\t{r.pos}\t.\t{ref}\t{r.alt}\t.\t.\tCLS={r.cls}")
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    doc = _variant_cfg(base, (vcf, variant_data[1]), tmp_path / "o")
+    doc["data"]["label_column"] = "CLS"
+    data = load_task(load_config(doc), 1024)
+    assert len(data) == 59 and data.counts["dropped_ref_mismatch_or_unknown_contig"] == 1
+    assert data.y.tolist() == (df["cls"].iloc[1:] == "LOF").astype(int).tolist()

@@ -358,7 +358,9 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
         ref_tok[i], alt_tok[i] = site.ref_tokens, site.alt_tokens[0]
     block = int(s["block_size"])
     if len(set(contigs)) == 1:  # one contig: the block ids of genomod.heads (pos // block), hence its folds
-        groups = (df["pos"].to_numpy(np.int64) // block).astype(object)
+        from genomod.heads.cv import genomic_blocks
+
+        groups = genomic_blocks(df["pos"].to_numpy(np.int64), block).astype(object)
     else:
         groups = np.array([f"{c}:{p // block}" for c, p in zip(contigs, df["pos"].to_numpy())], dtype=object)
     ids = df["id"].astype(str).tolist()
