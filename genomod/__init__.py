@@ -1,8 +1,9 @@
 """genomod: DNA foundation models on long sequences.
 
 Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``,
-``apply_precision`` (bf16 / int8 for a model in memory), ``run_probes`` (label-free biology probes) and
-``build_calibration_table`` / ``load_calibration`` (calibrated scores).
+``apply_precision`` (bf16 / int8 for a model in memory), ``run_probes`` (label-free biology probes),
+``build_calibration_table`` / ``load_calibration`` (calibrated scores) and ``finetune`` / ``merge_adapters``
+(fine-tuning, genomod.finetuning).
 Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
 """
 
@@ -24,17 +25,21 @@ _LAZY = {
     "build_calibration_table": "genomod.scoring.calibration",
     "load_calibration": "genomod.scoring.calibration",
     "apply_precision": "genomod.precision",
+    "finetune": "genomod.finetuning",
+    "merge_adapters": "genomod.finetuning",
 }
 
 __all__ = [
     "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
-    "GenomodError", "run_probes", "build_calibration_table", "load_calibration", "apply_precision",
+    "GenomodError", "run_probes", "build_calibration_table", "load_calibration", "apply_precision", "finetune",
+    "merge_adapters",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from genomod.checkpoint import load_model, save_model
     from genomod.errors import GenomodError
     from genomod.eval.probes import run_probes
+    from genomod.finetuning import finetune, merge_adapters
     from genomod.model import HybridModel, ModelConfig
     from genomod.precision import apply_precision
     from genomod.scoring import VariantScorer

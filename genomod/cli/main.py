@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "genomod.cli.calibrate:calibrate",
     "eval": "genomod.cli.eval:eval_group",
     "train": "genomod.cli.train:train",
+    "finetune": "genomod.cli.finetune:finetune",
     "convert": "genomod.cli.convert:convert",
 }
 

@@ -71,6 +71,12 @@ class VariantScorer:
             raise ConfigError(f"fast_batch_size must be >= 1, got {fast_batch_size}")
         self.batch_size, self.rc, self.strict = int(batch_size), bool(rc), strict
         self.model_name = _model_label(model)
+        # a folder from `genomod finetune` (variant-effect task): its backbone scores, its head adds column ``ft``
+        self.finetuned = None
+        if isinstance(model, (str, os.PathLike)):
+            from genomod.scoring.finetuned import finetuned_variant_model
+
+            self.finetuned = finetuned_variant_model(model)
         if isinstance(model, HybridModel):
             if dtype not in (None, "auto") or quantize not in (None, "none"):
                 raise ConfigError("dtype/quantize apply when VariantScorer loads the model by name or path; for a "
@@ -79,7 +85,8 @@ class VariantScorer:
         else:
             from genomod.checkpoint import load_model
 
-            self.model = load_model(model, device=device, dtype=dtype, quantize=quantize)
+            source = self.finetuned.backbone if self.finetuned is not None else model
+            self.model = load_model(source, device=device, dtype=dtype, quantize=quantize)
         # default window: the model's training context, at most Evo 2's 8,192 bp
         self.window = int(window) if window is not None else default_window(self.model)
         self.fast_batch_size = int(fast_batch_size or fast_rows(self.window, self.batch_size, self.model.device))
@@ -192,9 +199,10 @@ class VariantScorer:
     def score_columns(self, mode: str) -> tuple[str, ...]:
         """Score columns produced by ``mode`` (each followed by its ``*_cal`` column when calibrating)."""
         raw = ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+        ft = ("ft",) if getattr(self, "finetuned", None) is not None else ()
         if self.calibration is None:
-            return raw
-        return tuple(c for col in raw for c in (col, f"{col}_cal"))
+            return raw + ft
+        return tuple(c for col in raw for c in (col, f"{col}_cal")) + ft
 
     def iter_scores(
         self, variants: Any, mode: str = "exact", chunk_size: int | None = None
@@ -265,12 +273,22 @@ class VariantScorer:
         return out
 
     def _scores(self, variants: list[Variant], mode: str, cache: TileCache | None = None) -> list[dict]:
-        """Score columns and ``pad`` of each scorable variant (with ``*_cal`` columns when calibrating)."""
+        """Score columns and ``pad`` of each scorable variant (with ``*_cal`` columns when calibrating and
+        ``ft`` with a fine-tuned model)."""
         scores = self._exact(variants) if mode == "exact" else self._fast(variants, cache)
         if self.calibration is not None:
             for values, cal in zip(scores, self._calibrate(variants, scores, mode)):
                 values.update(cal)
+        if getattr(self, "finetuned", None) is not None:
+            for values, ft in zip(scores, self._finetuned(variants)):
+                values["ft"] = ft
         return scores
+
+    def _finetuned(self, variants: list[Variant]) -> list[float]:
+        """The fine-tuned head's score per variant (its own window; see genomod.scoring.finetuned)."""
+        ref = self._ref()
+        sites = [(v.contig or ref.resolve(v.chrom), v.start, v.ref, v.alt) for v in variants]
+        return self.finetuned.predict(self.model, ref.fetch, ref.lengths, sites, self.batch_size).tolist()
 
     def _calibrate(self, variants: list[Variant], scores: list[dict], mode: str) -> list[dict]:
         """The ``*_cal`` columns: raw minus the background mean of the site's 5-mer context and ALT.

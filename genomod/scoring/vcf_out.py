@@ -64,6 +64,13 @@ FIELDS = {
         "(missing for contexts with N)",
     ),
     "head": ("HEAD", "A", "Float", "P(damaging) from the supervised head given with --head"),
+    "ft": (
+        "FT",
+        "A",
+        "Float",
+        "Fine-tuned variant model (genomod finetune, variant-effect task): P(positive class) for a label "
+        "task, the predicted score for a score task",
+    ),
     "pad": (
         "PAD",
         "A",

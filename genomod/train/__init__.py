@@ -17,16 +17,80 @@ from typing import Any
 
 from genomod.train.config import TrainConfig, load_config
 
-__all__ = ["TrainConfig", "load_config", "run_pretraining"]
+__all__ = ["TrainConfig", "load_config", "make_trainer", "precision_name", "progress_callbacks", "run_pretraining",
+           "uses_gpu"]
 
 log = logging.getLogger("genomod.train")
 
 
-def _precision(cfg: TrainConfig, on_gpu: bool) -> str:
-    p = cfg.train["precision"]
-    if p == "auto":
+def precision_name(precision: str, on_gpu: bool) -> str:
+    """Lightning precision for a config value: auto = bf16-mixed on CUDA, 32-true on CPU."""
+    if precision == "auto":
         return "bf16-mixed" if on_gpu else "32-true"
-    return "32-true" if p == "32" else p
+    return "32-true" if precision == "32" else precision
+
+
+def _precision(cfg: TrainConfig, on_gpu: bool) -> str:
+    return precision_name(cfg.train["precision"], on_gpu)
+
+
+def uses_gpu(distributed: dict[str, Any]) -> bool:
+    """Whether a ``distributed`` config section runs on CUDA (accelerator gpu/cuda, or auto with CUDA present)."""
+    import torch
+
+    acc = distributed["accelerator"]
+    return acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
+
+
+def progress_callbacks(enabled: bool) -> list[Any]:
+    """A rich progress bar (TQDM when rich is missing), or nothing."""
+    if not enabled:
+        return []
+    if importlib.util.find_spec("rich") is not None:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        return [RichProgressBar()]
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    return [TQDMProgressBar()]
+
+
+def make_trainer(out: Path, distributed: dict[str, Any], precision: str, total_steps: int, grad_accum: int,
+                 grad_clip: float, val_every_steps: int, run_validation: bool, callbacks: list[Any], ckpt_io: Any,
+                 progress_bar: bool, tensorboard: bool, deterministic: bool) -> Any:
+    """The Lightning Trainer of genomod runs (pretraining and fine-tuning): step-based, pickle-free checkpoints
+    through ``ckpt_io``, DDP/FSDP from ``distributed`` (gloo on CPU), CSV (+ TensorBoard) logs in ``out``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    on_gpu = uses_gpu(distributed)
+    loggers: list[Any] = [CSVLogger(str(out), name="logs")]
+    if tensorboard and importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out), name="tb"))
+    strategy: Any = distributed["strategy"]
+    if strategy == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        strategy = FSDPStrategy(state_dict_type="full", checkpoint_io=ckpt_io)
+    elif strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(checkpoint_io=ckpt_io, process_group_backend=None if on_gpu else "gloo")
+    plugins = [] if not isinstance(strategy, str) else [ckpt_io]
+    acc = distributed["accelerator"]
+    return pl.Trainer(
+        accelerator="gpu" if acc == "cuda" else acc, devices=distributed["devices"],
+        num_nodes=int(distributed["num_nodes"]), strategy=strategy, plugins=plugins,
+        precision=precision_name(precision, on_gpu), max_steps=total_steps, max_epochs=-1,
+        accumulate_grad_batches=grad_accum, gradient_clip_val=float(grad_clip) or None,
+        val_check_interval=min(val_every_steps, total_steps) * grad_accum, check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if run_validation else 0, num_sanity_val_steps=0,
+        logger=loggers, callbacks=[*callbacks, *progress_callbacks(progress_bar)], enable_checkpointing=False,
+        use_distributed_sampler=False, log_every_n_steps=1, enable_progress_bar=progress_bar,
+        enable_model_summary=False, default_root_dir=str(out), deterministic=deterministic,
+    )
 
 
 def _trim_log(path: Path, upto_step: int) -> None:
@@ -47,7 +111,6 @@ def run_pretraining(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) 
     """Train as configured (resuming when a checkpoint exists); return the summary dict (rank 0 writes it)."""
     import lightning.pytorch as pl
     import torch
-    from lightning.pytorch.loggers import CSVLogger
     from safetensors.torch import load_file
 
     from genomod.checkpoint import CONFIG, WEIGHTS, resolve_checkpoint
@@ -87,44 +150,11 @@ def run_pretraining(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) 
     ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint["interval"]), int(cfg.checkpoint["keep_last"]), total)
     step_log = out / "train_log.jsonl"
     callbacks: list[Any] = [ckpt_cb, StepLogWriter(step_log), RNGState(), *(extra_callbacks or [])]
-    if cfg.output["progress_bar"]:
-        if importlib.util.find_spec("rich") is not None:
-            from lightning.pytorch.callbacks import RichProgressBar
-
-            callbacks.append(RichProgressBar())
-        else:
-            from lightning.pytorch.callbacks import TQDMProgressBar
-
-            callbacks.append(TQDMProgressBar())
-    loggers: list[Any] = [CSVLogger(str(out), name="logs")]
-    if cfg.output["tensorboard"] and importlib.util.find_spec("tensorboard") is not None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(str(out), name="tb"))
-
-    acc = dist["accelerator"]
-    on_gpu = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
-    strategy: Any = dist["strategy"]
-    if strategy == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        strategy = FSDPStrategy(state_dict_type="full", checkpoint_io=ckpt_io)
-    elif strategy == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(checkpoint_io=ckpt_io, process_group_backend=None if on_gpu else "gloo")
-    plugins = [] if not isinstance(strategy, str) else [ckpt_io]
-    val_every = min(int(t["val_interval"]), total) * int(t["grad_accum"])
-    trainer = pl.Trainer(
-        accelerator="gpu" if acc == "cuda" else acc, devices=dist["devices"], num_nodes=int(dist["num_nodes"]),
-        strategy=strategy, plugins=plugins, precision=_precision(cfg, on_gpu), max_steps=total, max_epochs=-1,
-        accumulate_grad_batches=int(t["grad_accum"]), gradient_clip_val=float(t["grad_clip"]) or None,
-        val_check_interval=val_every, check_val_every_n_epoch=None,
-        limit_val_batches=1.0 if int(d["val_batches"]) > 0 else 0, num_sanity_val_steps=0,
-        logger=loggers, callbacks=callbacks, enable_checkpointing=False, use_distributed_sampler=False,
-        log_every_n_steps=1, enable_progress_bar=bool(cfg.output["progress_bar"]), enable_model_summary=False,
-        default_root_dir=str(out), deterministic=bool(t["deterministic"]),
-    )
+    on_gpu = uses_gpu(dist)
+    trainer = make_trainer(out, dist, t["precision"], total, int(t["grad_accum"]), float(t["grad_clip"]),
+                           int(t["val_interval"]), int(d["val_batches"]) > 0, callbacks, ckpt_io,
+                           bool(cfg.output["progress_bar"]), bool(cfg.output["tensorboard"]),
+                           bool(t["deterministic"]))
     if trainer.world_size * int(t["micro_batch_size"]) * int(t["grad_accum"]) != cfg.global_batch():
         raise ConfigError(f"distributed.devices: resolved world size {trainer.world_size} differs from the "
                           f"configured {cfg.world_size()}")

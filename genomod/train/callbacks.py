@@ -74,7 +74,15 @@ class StepLogWriter(pl.Callback):
 
 
 class RNGState(pl.Callback):
-    """Save and restore torch / CUDA / Python / NumPy RNG states with the checkpoint."""
+    """Save and restore torch / CUDA / Python / NumPy RNG states with the checkpoint.
+
+    The states are restored when the checkpoint is loaded and once more at the first training batch after it:
+    creating the resumed run's DataLoader iterator draws from the torch RNG (its base seed), which the
+    uninterrupted run did long before, so random layers (dropout) would otherwise see other numbers.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """Current RNG states (tensors are stored in safetensors by the CheckpointIO)."""
@@ -85,7 +93,19 @@ class RNGState(pl.Callback):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore RNG states."""
+        """Restore RNG states (again at the next training batch, see the class docstring)."""
+        self._pending = state_dict
+        self._restore(state_dict)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        """Re-apply restored RNG states once, after the loader iterator was created."""
+        if self._pending is not None:
+            self._restore(self._pending)
+            self._pending = None
+
+    @staticmethod
+    def _restore(state_dict: dict[str, Any]) -> None:
         torch.set_rng_state(state_dict["torch"])
         random.setstate(state_dict["python"])
         np.random.set_state(state_dict["numpy"])

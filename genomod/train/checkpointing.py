@@ -83,7 +83,7 @@ def decode_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 class SafeCheckpointIO(CheckpointIO):
     """Lightning CheckpointIO that writes atomic safetensors + JSON folders instead of torch.save pickles."""
 
-    def __init__(self, model_config: ModelConfig, training_meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, model_config: ModelConfig | None, training_meta: dict[str, Any] | None = None) -> None:
         self.model_config = model_config
         self.training_meta = training_meta or {}
 
@@ -94,17 +94,11 @@ class SafeCheckpointIO(CheckpointIO):
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         try:
             ckpt = dict(checkpoint)
-            weights = {k[len(MODEL_PREFIX):]: v for k, v in ckpt.pop("state_dict").items()
-                       if k.startswith(MODEL_PREFIX)}
-            with torch.device("meta"):
-                model = HybridModel(self.model_config)
-            model.load_state_dict({k: v.detach().cpu() for k, v in weights.items()}, assign=True)
-            meta = {**self.training_meta, "global_step": int(ckpt.get("global_step", 0))}
-            save_model(model, tmp, training=meta)
+            names = self.write_weights(ckpt.pop("state_dict"), tmp, int(ckpt.get("global_step", 0)))
             tensors: dict[str, torch.Tensor] = {}
             doc = encode_state(ckpt, tensors)
             save_file(tensors, str(tmp / STATE_TENSORS), metadata={"format": STATE_FORMAT})
-            sizes = {name: (tmp / name).stat().st_size for name in (WEIGHTS, STATE_TENSORS)}
+            sizes = {name: (tmp / name).stat().st_size for name in (*names, STATE_TENSORS)}
             (tmp / STATE_JSON).write_text(json.dumps({"format": STATE_FORMAT, "file_sizes": sizes,
                                                       "state": doc}) + "\n")
             for f in tmp.iterdir():  # make the data durable before the rename publishes the folder
@@ -123,9 +117,25 @@ class SafeCheckpointIO(CheckpointIO):
         doc = check_checkpoint(folder)
         tensors = load_file(str(folder / STATE_TENSORS))
         ckpt = decode_state(doc["state"], tensors)
-        weights = load_file(str(folder / WEIGHTS))
-        ckpt["state_dict"] = {MODEL_PREFIX + k: v for k, v in weights.items()}
+        ckpt["state_dict"] = self.read_weights(folder)
         return ckpt
+
+    def write_weights(self, state_dict: dict[str, torch.Tensor], folder: Path, global_step: int) -> list[str]:
+        """Write the module's weights into ``folder`` as a genomod checkpoint (model.safetensors + config.json).
+
+        Returns the weight file names, whose byte sizes are checked on resume. Subclasses (fine-tuning) store
+        other weights here; everything else in the checkpoint is handled by ``save_checkpoint``.
+        """
+        weights = {k[len(MODEL_PREFIX):]: v for k, v in state_dict.items() if k.startswith(MODEL_PREFIX)}
+        with torch.device("meta"):
+            model = HybridModel(self.model_config)
+        model.load_state_dict({k: v.detach().cpu() for k, v in weights.items()}, assign=True)
+        save_model(model, folder, training={**self.training_meta, "global_step": global_step})
+        return [WEIGHTS]
+
+    def read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
+        """The Lightning ``state_dict`` stored by ``write_weights``."""
+        return {MODEL_PREFIX + k: v for k, v in load_file(str(folder / WEIGHTS)).items()}
 
     def remove_checkpoint(self, path: Any) -> None:
         """Delete a checkpoint folder."""

@@ -142,7 +142,7 @@ class StepSampler(Sampler[int]):
                 yield from range(base, base + self.m)
 
 
-class _ResumeLoader(DataLoader):
+class ResumeLoader(DataLoader):
     """DataLoader whose position is derived from the restored global step (declared resumable to Lightning)."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -191,7 +191,7 @@ class ShardDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         start = self.trainer.global_step if self.trainer is not None else 0
         sampler = StepSampler(self.micro_batch_size, self.grad_accum, world, rank, self.total_steps, start)
-        return _ResumeLoader(self.train_set, batch_size=self.micro_batch_size, sampler=sampler,
+        return ResumeLoader(self.train_set, batch_size=self.micro_batch_size, sampler=sampler,
                              num_workers=self.num_workers, worker_init_fn=_worker_init,
                              persistent_workers=self.num_workers > 0, drop_last=False)
 
