@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's genomod, not another installed 
 import torch  # noqa: E402
 
 from genomod.errors import ConfigError  # noqa: E402
-from genomod.model import ModelConfig, build_model, count_parameters_analytic  # noqa: E402
+from genomod.model import ModelConfig, build_model, count_parameters  # noqa: E402
 from genomod.precision import plan_bytes  # noqa: E402
 
 GIB = 2**30
@@ -62,7 +62,7 @@ def plan_row(name: str) -> dict[str, Any]:
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     row = {"config": name, "model": cfg.name, "layers": cfg.num_layers, "hidden_size": cfg.hidden_size,
            "layer_kinds": dict(Counter(cfg.layer_types)), "parameters": params,
-           "parameters_analytic": count_parameters_analytic(cfg), "linear_weight_parameters": linear,
+           "parameters_analytic": count_parameters(cfg), "linear_weight_parameters": linear,
            "bytes": {"float32": plan_bytes(model, "float32"), "bfloat16": plan_bytes(model, "bfloat16"),
                      "int8": plan_bytes(model, "bfloat16", "int8")}}
     row["int8_over_bf16"] = row["bytes"]["int8"] / row["bytes"]["bfloat16"]

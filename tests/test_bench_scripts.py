@@ -72,7 +72,7 @@ def test_bench_precision_compare_helpers():
 # ---- memory_plan ------------------------------------------------------------------------------------------
 def test_memory_plan_meta_device(tmp_path):
     from genomod.convert.evo2 import evo2_model_config
-    from genomod.model import count_parameters_analytic
+    from genomod.model import count_parameters
 
     out = tmp_path / "plan.json"
     report = _script("memory_plan").main(["--out", str(out)])
@@ -80,7 +80,7 @@ def test_memory_plan_meta_device(tmp_path):
     rows = {r["config"]: r for r in report["plan"]}
     assert list(rows) == ["1b", "7b", "40b"]
     for name, r in rows.items():
-        assert r["parameters"] == r["parameters_analytic"] == count_parameters_analytic(evo2_model_config(name))
+        assert r["parameters"] == r["parameters_analytic"] == count_parameters(evo2_model_config(name))
         b = r["bytes"]
         poles = 2 * r["hidden_size"] * 16 * r["layer_kinds"]["LI"] * 4  # fp32 poles+residues (state 16)
         assert b["float32"] == 4 * r["parameters"]

@@ -75,11 +75,11 @@ def _peak_memory(on_gpu: bool) -> dict[str, Any]:
 
 def _base_info(cfg: FinetuneConfig, base_path: Path, mcfg: ModelConfig) -> dict[str, Any]:
     shipped = base_path.resolve().parent == shipped_models_dir().resolve()
-    from genomod.model import count_parameters_analytic
+    from genomod.model import count_parameters
 
     return {"name": cfg.base, "resolved": base_path.name if shipped else str(base_path.resolve()),
             "shipped": shipped, "weights_sha256": file_digest(base_path / WEIGHTS), "model_name": mcfg.name,
-            "parameters": count_parameters_analytic(mcfg), "max_seqlen": mcfg.max_seqlen, "dtype": mcfg.dtype}
+            "parameters": count_parameters(mcfg), "max_seqlen": mcfg.max_seqlen, "dtype": mcfg.dtype}
 
 
 def _head_config(cfg: FinetuneConfig, data: TaskData, mcfg: ModelConfig) -> dict[str, Any]:
