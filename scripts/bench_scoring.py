@@ -39,6 +39,7 @@ from genomod.io import ReferenceGenome
 from genomod.scoring import VariantScorer
 from genomod.scoring.exact import build_site, naive_deltas
 from genomod.scoring.flops import exact_flops, fast_flops, matmul_params
+from genomod.utils import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "genomod" / "data"
@@ -50,17 +51,6 @@ LEGACY_REV = "e7b4ff3"  # last commit before the issue-17 scoring changes (tile 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def cpu_name() -> str:
-    """CPU model name from /proc/cpuinfo, else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def gemm_throughput(device: torch.device, dtype: torch.dtype, shapes: dict[str, tuple[int, int, int]],

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from genomod.finetuning.tasks import TaskData
 from genomod.tokenizer import PAD_ID, reverse_complement
 from genomod.train.data import ResumeLoader, StepSampler
-from genomod.train.module import clamp_log_poles, decays, lr_factor
+from genomod.train.module import clamp_log_poles, decays, lr_factor, step_stats
 
 
 class TaskRows(Dataset):
@@ -169,12 +169,8 @@ class FinetuneModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Log the step's loss (mean over ranks), pre-clip grad norm, lr and rows/s."""
         step = self.trainer.global_step + 1
-        norms = [p.grad.detach().float().norm() for p in self.parameters() if p.grad is not None]
-        grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
-        loss = torch.stack(self._acc_loss).mean() if self._acc_loss else torch.zeros((), device=self.device)
+        loss, grad_norm = step_stats(self, self._acc_loss)
         self._acc_loss = []
-        loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
-        grad_norm = self.trainer.strategy.reduce(grad_norm, reduce_op="mean")
         now = time.perf_counter()
         rps = self._rows_since * self.trainer.world_size / max(now - self._t0, 1e-9)
         self._t0, self._rows_since = now, 0

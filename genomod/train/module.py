@@ -49,6 +49,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
             {"params": list(no_decay.values()), "weight_decay": 0.0}]
 
 
+def step_stats(module: pl.LightningModule, losses: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss of a step's micro-batches and the pre-clip gradient norm, each averaged over ranks
+    (call in ``on_before_optimizer_step``, when every micro-batch's gradient is in)."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=module.device)
+    loss = torch.stack(losses).mean() if losses else torch.zeros((), device=module.device)
+    reduce = module.trainer.strategy.reduce
+    return reduce(loss, reduce_op="mean"), reduce(grad_norm, reduce_op="mean")
+
+
 @torch.no_grad()
 def clamp_log_poles(model: torch.nn.Module, bound: float = 0.0) -> int:
     """Clamp every Hyena-LI ``log_poles`` parameter to <= ``bound`` in place; returns how many values moved."""
@@ -122,12 +132,8 @@ class PretrainModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """All micro-batches of the step are done: log loss (mean over ranks), pre-clip grad norm, lr, tokens/s."""
         step = self.trainer.global_step + 1  # the step this update completes (1-based)
-        norms = [p.grad.detach().float().norm() for p in self.parameters() if p.grad is not None]
-        grad_norm = torch.stack(norms).norm() if norms else torch.zeros((), device=self.device)
-        loss = torch.stack(self._acc_loss).mean() if self._acc_loss else torch.zeros((), device=self.device)
+        loss, grad_norm = step_stats(self, self._acc_loss)
         self._acc_loss = []
-        loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
-        grad_norm = self.trainer.strategy.reduce(grad_norm, reduce_op="mean")
         now = time.perf_counter()
         tps = self._tokens_since * self.trainer.world_size / max(now - self._t0, 1e-9)
         self._t0, self._tokens_since = now, 0
