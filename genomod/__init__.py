@@ -1,7 +1,8 @@
 """genomod: DNA foundation models on long sequences.
 
 Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``,
-``run_probes`` (label-free biology probes) and ``build_calibration_table`` / ``load_calibration`` (calibrated scores).
+``run_probes`` (label-free biology probes), ``build_calibration_table`` / ``load_calibration`` (calibrated scores) and
+``embed_regions`` / ``embed_sequence`` (hidden states of long sequences, chunked).
 Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
 """
 
@@ -22,11 +23,13 @@ _LAZY = {
     "run_probes": "genomod.eval.probes",
     "build_calibration_table": "genomod.scoring.calibration",
     "load_calibration": "genomod.scoring.calibration",
+    "embed_regions": "genomod.scoring.embed",
+    "embed_sequence": "genomod.scoring.embed",
 }
 
 __all__ = [
     "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
-    "GenomodError", "run_probes", "build_calibration_table", "load_calibration",
+    "GenomodError", "run_probes", "build_calibration_table", "load_calibration", "embed_regions", "embed_sequence",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genomod.model import HybridModel, ModelConfig
     from genomod.scoring import VariantScorer
     from genomod.scoring.calibration import build_calibration_table, load_calibration
+    from genomod.scoring.embed import embed_regions, embed_sequence
     from genomod.tokenizer import Tokenizer
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from genomod.cli import DEFAULT_CHUNK
 from genomod.errors import ConfigError, InputError, check_terminated
 
 SAMPLE_RECORDS = 200
@@ -152,6 +153,9 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     "--tsv", type=click.Path(path_type=Path), default=None, help="Also write a TSV, one row per allele."
 )
 @click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--chunk-size", default=DEFAULT_CHUNK, show_default=True, type=int,
+              help="Windows longer than this run one at a time in chunks of this many tokens with carried "
+              "state (memory bounded by the chunk, not the window); 0: never chunk.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--strict", is_flag=True, help="Stop at the first REF mismatch / unknown contig instead of skipping."
@@ -187,6 +191,7 @@ def score(
     rc: bool,
     tsv: Path | None,
     batch_size: int,
+    chunk_size: int,
     device: str,
     strict: bool,
     regions: Path | None,
@@ -209,6 +214,8 @@ def score(
         check_writable(tsv)
     if (window is not None and window < 16) or batch_size < 1:
         raise ConfigError("--window must be >= 16 and --batch-size >= 1")
+    if chunk_size < 0:
+        raise ConfigError(f"--chunk-size must be >= 1 (or 0: no chunking), got {chunk_size}")
     shard_kn = parse_shard(shard)
     head = _load_head(head_path) if head_path else None
     ref = ReferenceGenome(reference)
@@ -231,6 +238,7 @@ def score(
         strict=strict,
         calibrate=calibrate,
         calibration=calibration_path,
+        chunk_tokens=chunk_size,
     )
     scorer.check_calibration(mode)
 
@@ -387,7 +395,8 @@ def mutagenesis(
     scorer = VariantScorer(model, ref, device=device, window=window, batch_size=batch_size, rc=rc)
     seq = ref.fetch(contig, iv.start, iv.end).upper()
     lps = site_logprobs(
-        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size
+        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size,
+        chunk_size=scorer.chunk_tokens,
     )
     matrix = np.full((4, iv.end - iv.start), np.nan)
     lines = ["chrom\tpos\tref\talt\tdelta_fast"]
