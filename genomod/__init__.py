@@ -2,8 +2,9 @@
 
 Public API: ``load_model``, ``VariantScorer``, ``Tokenizer``, ``ModelConfig``, ``HybridModel``, ``__version__``,
 ``apply_precision`` (bf16 / int8 for a model in memory), ``run_probes`` (label-free biology probes),
-``build_calibration_table`` / ``load_calibration`` (calibrated scores) and ``finetune`` / ``merge_adapters``
-(fine-tuning, genomod.finetuning).
+``build_calibration_table`` / ``load_calibration`` (calibrated scores), ``finetune`` / ``merge_adapters``
+(fine-tuning, genomod.finetuning) and ``embed_regions`` / ``embed_sequence`` (hidden states of long sequences,
+chunked).
 Heavy submodules are imported lazily so that ``import genomod`` and ``genomod --help`` stay fast.
 """
 
@@ -27,12 +28,14 @@ _LAZY = {
     "apply_precision": "genomod.precision",
     "finetune": "genomod.finetuning",
     "merge_adapters": "genomod.finetuning",
+    "embed_regions": "genomod.scoring.embed",
+    "embed_sequence": "genomod.scoring.embed",
 }
 
 __all__ = [
     "__version__", "load_model", "save_model", "VariantScorer", "Tokenizer", "ModelConfig", "HybridModel",
     "GenomodError", "run_probes", "build_calibration_table", "load_calibration", "apply_precision", "finetune",
-    "merge_adapters",
+    "merge_adapters", "embed_regions", "embed_sequence",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genomod.precision import apply_precision
     from genomod.scoring import VariantScorer
     from genomod.scoring.calibration import build_calibration_table, load_calibration
+    from genomod.scoring.embed import embed_regions, embed_sequence
     from genomod.tokenizer import Tokenizer
 
 

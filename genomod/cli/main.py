@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "demo": "genomod.cli.info:demo",
     "score": "genomod.cli.score:score",
     "mutagenesis": "genomod.cli.score:mutagenesis",
+    "embed": "genomod.cli.embed:embed",
     "calibrate": "genomod.cli.calibrate:calibrate",
     "eval": "genomod.cli.eval:eval_group",
     "train": "genomod.cli.train:train",

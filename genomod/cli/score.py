@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from genomod.cli import DEFAULT_CHUNK
 from genomod.errors import ConfigError, InputError
 
 
@@ -101,6 +102,9 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
     "--tsv", type=click.Path(path_type=Path), default=None, help="Also write a TSV, one row per allele."
 )
 @click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--chunk-size", default=DEFAULT_CHUNK, show_default=True, type=int,
+              help="Windows longer than this run one at a time in chunks of this many tokens with carried "
+              "state (memory bounded by the chunk, not the window); 0: never chunk.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--strict", is_flag=True, help="Stop at the first REF mismatch / unknown contig instead of skipping."
@@ -138,6 +142,7 @@ def score(
     rc: bool,
     tsv: Path | None,
     batch_size: int,
+    chunk_size: int,
     device: str,
     strict: bool,
     regions: Path | None,
@@ -162,6 +167,8 @@ def score(
         check_writable(tsv)
     if (window is not None and window < 16) or batch_size < 1:
         raise ConfigError("--window must be >= 16 and --batch-size >= 1")
+    if chunk_size < 0:
+        raise ConfigError(f"--chunk-size must be >= 1 (or 0: no chunking), got {chunk_size}")
     shard_kn = parse_shard(shard)
     head = None
     if head_path:
@@ -186,6 +193,7 @@ def score(
             calibration=calibration_path,
             dtype=dtype,
             quantize=quantize,
+            chunk_tokens=chunk_size,
         )
         scorer.check_calibration(mode)
         with _progress(source.total) as advance:
@@ -253,7 +261,8 @@ def mutagenesis(
                            quantize=quantize)
     seq = ref.fetch(contig, iv.start, iv.end).upper()
     lps = site_logprobs(
-        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size
+        scorer.model, ref.fetch, contig, size, range(iv.start, iv.end), scorer.window, rc, batch_size,
+        chunk_size=scorer.chunk_tokens,
     )
     matrix = np.full((4, iv.end - iv.start), np.nan)
     lines = ["chrom\tpos\tref\talt\tdelta_fast"]

@@ -21,6 +21,8 @@ from genomod.model.config import ModelConfig
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Parameters kept in float32 whatever the model dtype (as vortex keeps poles and residues).
 FP32_PARAMS = ("log_poles", "residues")
+# Default chunk (tokens) of chunked long inference: forward_chunked, iter_chunks, scoring windows beyond it.
+DEFAULT_CHUNK = 8192
 
 
 @dataclass
@@ -156,17 +158,36 @@ class HybridModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def forward_chunked(self, tokens: torch.Tensor, chunk_size: int = 8192,
+    def iter_chunks(self, tokens: torch.Tensor, chunk_size: int = DEFAULT_CHUNK, cache: InferenceCache | None = None,
+                    return_hidden: Iterable[str] | None = None) -> Iterator[tuple[int, ModelOutput]]:
+        """Long inference as a stream: ``(start, output)`` per chunk of ``tokens`` (B, L), state carried.
+
+        Only the ``InferenceCache`` lives from one chunk to the next, so a caller that reduces each output
+        (log-likelihood sums, hidden states written to disk) holds memory bounded by the chunk plus attention's
+        K/V (2 x L x hidden per attention layer), whatever L. ``cache`` continues a sequence (a shared prefix);
+        each output's ``cache`` is the state after its chunk.
+        """
+        if chunk_size < 1:
+            from genomod.errors import ConfigError
+
+            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+        for start in range(0, tokens.shape[1], chunk_size):
+            out = self(tokens[:, start : start + chunk_size], cache=cache, use_cache=True, return_hidden=return_hidden)
+            cache = out.cache
+            yield start, out
+
+    @torch.no_grad()
+    def forward_chunked(self, tokens: torch.Tensor, chunk_size: int = DEFAULT_CHUNK,
                         return_hidden: Iterable[str] | None = None) -> ModelOutput:
         """Long inference: process ``tokens`` in chunks with carried state (same result as one forward).
 
         Activation memory is bounded by the chunk size except attention's K/V cache, which grows as
-        2 * L * hidden per attention layer.
+        2 * L * hidden per attention layer; the returned logits and hidden states are whole-sequence tensors
+        (``iter_chunks`` streams them instead).
         """
         cache: InferenceCache | None = None
         logits, hidden_parts = [], {}
-        for start in range(0, tokens.shape[1], chunk_size):
-            out = self(tokens[:, start : start + chunk_size], cache=cache, use_cache=True, return_hidden=return_hidden)
+        for _, out in self.iter_chunks(tokens, chunk_size, return_hidden=return_hidden):
             cache = out.cache
             logits.append(out.logits)
             for k, v in out.hidden.items():

@@ -19,6 +19,9 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 QUERY_BLOCK = 1024
+# CPU: cap (bytes) on the boolean mask of one query block against a K/V cache; the block shrinks with the key
+# length so that attention over a 131 kb cache holds ~16 MiB of mask rather than heads x 1,024 x L scores
+MASK_BYTES = 16 << 20
 _warned: set[str] = set()
 
 
@@ -71,17 +74,25 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend:
     if lq == lk:
         out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
     else:
-        # queries at the end of a longer key sequence (K/V cache): bottom-right causal mask, processed in
-        # query blocks so that backends which materialise scores (CPU math path) hold at most
-        # heads x QUERY_BLOCK x Lk of them. Imported here, not at the top: torch.nn.attention.bias imports
-        # triton, which must not happen before a caller sets TRITON_INTERPRET (CPU kernel tests)
-        from torch.nn.attention.bias import causal_lower_right
-
+        # queries at the end of a longer key sequence (K/V cache): bottom-right causal mask, in query blocks.
+        # On the CPU the mask is a dense boolean block, which SDPA runs with its flash kernel (scores never
+        # materialised); torch's CausalBias (causal_lower_right) has no CPU kernel and falls back to the math
+        # path, which holds heads x block x Lk float scores and measured several times slower. Elsewhere CausalBias takes
+        # the fused kernels. Imported here, not at the top: torch.nn.attention.bias imports triton, which must
+        # not happen before a caller sets TRITON_INTERPRET (CPU kernel tests)
+        cpu = qt.device.type == "cpu"
+        block = max(1, min(QUERY_BLOCK, MASK_BYTES // lk)) if cpu else QUERY_BLOCK
+        if not cpu:
+            from torch.nn.attention.bias import causal_lower_right
         parts = []
-        for q0 in range(0, lq, QUERY_BLOCK):
-            q1 = min(lq, q0 + QUERY_BLOCK)
+        for q0 in range(0, lq, block):
+            q1 = min(lq, q0 + block)
             kv_end = lk - lq + q1
+            if cpu:  # query i of the block sits at key position kv_end - (q1 - q0) + i
+                mask = torch.ones(q1 - q0, kv_end, dtype=torch.bool, device=qt.device).tril(kv_end - (q1 - q0))
+            else:
+                mask = causal_lower_right(q1 - q0, kv_end)
             parts.append(F.scaled_dot_product_attention(
-                qt[:, :, q0:q1], kt[:, :, :kv_end], vt[:, :, :kv_end], attn_mask=causal_lower_right(q1 - q0, kv_end)))
+                qt[:, :, q0:q1], kt[:, :, :kv_end], vt[:, :, :kv_end], attn_mask=mask))
         out = torch.cat(parts, dim=2)
     return out.transpose(1, 2)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genomod.io.windows import FetchFn, Window
-from genomod.model.hybrid import HybridModel
+from genomod.model.hybrid import HybridModel, InferenceCache
 from genomod.tokenizer import encode, reverse_complement
 
 
@@ -78,7 +78,8 @@ SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suf
 
 @torch.no_grad()
 def exact_deltas(
-    model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None
+    model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None,
+    chunk_size: int | None = None,
 ) -> list[np.ndarray]:
     """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site.
 
@@ -86,9 +87,12 @@ def exact_deltas(
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
+    Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
     """
     if not sites:
         return []
+    if chunk_size and len(sites[0].ref_tokens) > chunk_size:
+        return chunked_deltas(model, sites, chunk_size)
     device = model.device
     window = len(sites[0].ref_tokens)
     off = window // 2
@@ -134,27 +138,68 @@ def exact_deltas(
 
 
 @torch.no_grad()
+def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int) -> list[np.ndarray]:
+    """``exact_deltas`` for windows longer than ``chunk_size``: one site at a time, its prefix and then each
+    allele's suffix run in chunks with carried state (the suffixes continue from the prefix's cache), each
+    chunk's logits reduced to a log-likelihood sum at once. Memory: one chunk's activations plus attention
+    K/V of the prefix and of one window, whatever the window."""
+    device = model.device
+    results: list[np.ndarray] = []
+    for site in sites:
+        off = len(site.ref_tokens) // 2
+        cache, last = None, None
+        for _, out in model.iter_chunks(torch.from_numpy(site.ref_tokens[None, :off]).to(device), chunk_size):
+            cache, last = out.cache, out.logits[:, -1]
+        first_logp = torch.log_softmax(last.float(), dim=-1)
+        del out, last
+        sums = np.array([float(_continued_ll(model, torch.from_numpy(row[None, off:]).to(device), first_logp,
+                                             cache, chunk_size)[0])
+                         for row in [site.ref_tokens, *site.alt_tokens]])
+        results.append(sums[1:] - sums[0])
+    return results
+
+
+def _continued_ll(model: HybridModel, tokens: torch.Tensor, first_logp: torch.Tensor, cache: InferenceCache | None,
+                  chunk_size: int) -> torch.Tensor:
+    """Sum of log p over ``tokens`` (B, L) continuing from ``cache``, chunk by chunk (float64, (B,))."""
+    total = torch.zeros(tokens.shape[0], dtype=torch.float64, device=tokens.device)
+    prev = first_logp
+    for start, out in model.iter_chunks(tokens, chunk_size, cache=cache):
+        total += _suffix_ll(out.logits, prev, tokens[:, start : start + out.logits.shape[1]])
+        prev = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    return total
+
+
+@torch.no_grad()
 def window_ll(
-    model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_size: int = 8, rc: bool = False
+    model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_size: int = 8, rc: bool = False,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
-    """Full-window log-likelihood sums (positions 1..L-1) of each row, optionally of the RC strand."""
+    """Full-window log-likelihood sums (positions 1..L-1) of each row, optionally of the RC strand.
+
+    Rows longer than ``chunk_size`` run one at a time in chunks with carried state (bounded memory).
+    """
     t = torch.as_tensor(np.asarray(tokens)) if not isinstance(tokens, torch.Tensor) else tokens
     if rc:
         t = reverse_complement(t)
+    chunked = bool(chunk_size) and t.shape[1] > chunk_size
+    if chunked:
+        batch_size = 1
     out = np.empty(t.shape[0], dtype=np.float64)
     for b0 in range(0, t.shape[0], batch_size):
         chunk = t[b0 : b0 + batch_size].to(model.device)
-        ll = model.log_likelihoods(chunk)
+        ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None)
         out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
     return out
 
 
-def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8) -> list[np.ndarray]:
+def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8,
+              chunk_size: int | None = None) -> list[np.ndarray]:
     """Reverse-strand delta LL sums per site: full forwards of the RC windows (no prefix reuse)."""
     if not sites:
         return []
     rows = [s.ref_tokens for s in sites] + [a for s in sites for a in s.alt_tokens]
-    sums = window_ll(model, np.stack(rows), batch_size, rc=True)
+    sums = window_ll(model, np.stack(rows), batch_size, rc=True, chunk_size=chunk_size)
     ends = len(sites) + np.cumsum([len(s.alt_tokens) for s in sites])
     return site_deltas(sums, range(len(sites)), [range(e - len(s.alt_tokens), e) for s, e in zip(sites, ends)])
 

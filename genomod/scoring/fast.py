@@ -103,11 +103,13 @@ def tile_logprobs(
     rc: bool = False,
     batch_size: int = 8,
     counter: TileCache | None = None,
+    chunk_size: int | None = None,
 ) -> dict[int, TileLP]:
     """Tile index -> (forward (S, 4) log p over ACGT at sites k*S..k*S+S-1, reverse strand or None).
 
     ``batch_size`` is in forward rows (sequences); with ``rc`` a batch holds the forward and RC windows
     of ``batch_size // 2`` tiles. Only the S logit rows that score the tile's sites are normalised.
+    Windows longer than ``chunk_size`` run one row at a time in chunks with carried state (``_chunked_rows``).
     """
     half = max(1, window // 2)
     keys = sorted(set(int(k) for k in tiles))
@@ -121,8 +123,11 @@ def tile_logprobs(
                                              if rc else batch, half))
         if rc:
             toks = torch.cat([toks[: len(batch)], reverse_complement(toks[len(batch) :])])
-        logits = model(toks.to(model.device)).logits[:, half - 1 : 2 * half - 1]  # rows predicting sites
-        lp = torch.log_softmax(logits.float(), -1).index_select(-1, base_ids).cpu().numpy()  # (R, S, 4)
+        if chunk_size and toks.shape[1] > chunk_size:
+            lp = _chunked_rows(model, toks, half, chunk_size, base_ids)
+        else:
+            logits = model(toks.to(model.device)).logits[:, half - 1 : 2 * half - 1]  # rows predicting sites
+            lp = torch.log_softmax(logits.float(), -1).index_select(-1, base_ids).cpu().numpy()  # (R, S, 4)
         if counter is not None:
             counter.forwards += 1
             counter.computed += len(batch)
@@ -131,6 +136,22 @@ def tile_logprobs(
             r = lp[len(batch) + j, ::-1][:, _COMP_IDX].copy() if rc else None
             out[k] = (lp[j].copy(), r)
     return out
+
+
+def _chunked_rows(model: HybridModel, toks: torch.Tensor, half: int, chunk_size: int,
+                  base_ids: torch.Tensor) -> np.ndarray:
+    """(R, S, 4) log p over ACGT from logit rows [S-1, 2S-1) of each window, one row at a time in chunks:
+    each chunk's logits are reduced at once, so memory is one chunk plus attention K/V of one window."""
+    rows = []
+    for r in range(toks.shape[0]):
+        parts = []
+        for start, out in model.iter_chunks(toks[r : r + 1].to(model.device), chunk_size):
+            lo, hi = max(start, half - 1), min(start + out.logits.shape[1], 2 * half - 1)
+            if lo < hi:
+                logits = out.logits[0, lo - start : hi - start].float()
+                parts.append(torch.log_softmax(logits, -1).index_select(-1, base_ids).cpu())
+        rows.append(torch.cat(parts))
+    return torch.stack(rows).numpy()
 
 
 def fast_scores(
@@ -145,11 +166,12 @@ def fast_scores(
     rc: bool = False,
     batch_size: int = 8,
     cache: TileCache | None = None,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
     """Scores (float64) of SNVs at 0-based ``positions`` with REF/ALT given as ACGT indices (-1: NaN).
 
     Tiles are computed ``batch_size`` forward rows at a time, each at most once per ``cache``; values are
-    read with numpy indexing (no per-site Python loop).
+    read with numpy indexing (no per-site Python loop). ``chunk_size``: see ``tile_logprobs``.
     """
     half = max(1, window // 2)
     positions = np.asarray(positions, dtype=np.int64)
@@ -164,7 +186,7 @@ def fast_scores(
         have = {k: cache.get((contig, k)) for k in group} if cache is not None else {}
         todo = [k for k in group if have.get(k) is None]
         if todo:
-            new = tile_logprobs(model, fetch, contig, contig_length, todo, window, rc, batch_size, cache)
+            new = tile_logprobs(model, fetch, contig, contig_length, todo, window, rc, batch_size, cache, chunk_size)
             have.update(new)
             if cache is not None:
                 for k, v in new.items():
@@ -202,6 +224,7 @@ def site_logprobs(
     window: int,
     rc: bool = False,
     batch_size: int = 8,
+    chunk_size: int | None = None,
 ) -> dict[int, TileLP]:
     """0-based position -> (log p over A,C,G,T forward, same for the reverse strand or None)."""
     half = max(1, window // 2)
@@ -209,7 +232,8 @@ def site_logprobs(
     if not pos:
         return {}
     rows = 2 * batch_size if rc else batch_size  # as before: batch_size tiles per forward and strand
-    tiles = tile_logprobs(model, fetch, contig, contig_length, [p // half for p in pos], window, rc, rows)
+    tiles = tile_logprobs(model, fetch, contig, contig_length, [p // half for p in pos], window, rc, rows,
+                          chunk_size=chunk_size)
     return {p: (tiles[p // half][0][p % half], None if not rc else tiles[p // half][1][p % half]) for p in pos}
 
 

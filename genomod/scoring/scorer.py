@@ -21,7 +21,7 @@ import torch
 
 from genomod.errors import ConfigError, InputError
 from genomod.io import AlleleChecker, ReferenceGenome, SkippedVariant, Variant, read_variants
-from genomod.model.hybrid import HybridModel
+from genomod.model.hybrid import DEFAULT_CHUNK, HybridModel
 from genomod.scoring.exact import Site, build_site, exact_deltas, rc_deltas
 from genomod.scoring.fast import TileCache, base_index, fast_rows, fast_scores, tile_pads
 
@@ -56,15 +56,22 @@ class VariantScorer:
         calibration: Any = None,
         fast_batch_size: int | None = None,
         quantize: str | None = None,
+        chunk_tokens: int | None = DEFAULT_CHUNK,
     ) -> None:
         """``calibrate=True`` adds background-calibrated columns (``*_cal``, see genomod.scoring.calibration)
         from the model's ``calibration.tsv`` beside its weights; ``calibration=`` gives the table instead
         (a CalibrationTable or a calibration.tsv path) and implies ``calibrate``. ``fast_batch_size``: forward
         rows per fast-mode batch (default ``fast.fast_rows``: ~4,096 tokens per forward on CPU, else
         ``batch_size`` or more rows, ~16,384 tokens). ``dtype`` (float32/bfloat16/float16, None = auto) and
-        ``quantize`` (None/"int8") are passed to ``load_model`` (see ``genomod.precision``)."""
+        ``quantize`` (None/"int8") are passed to ``load_model`` (see ``genomod.precision``). ``chunk_tokens``:
+        windows longer than this many tokens run one sequence at a time in chunks of it with carried state
+        (memory bounded by the chunk plus attention K/V, not the window); None or 0 never chunks; shorter windows
+        are unaffected. (The model's ``chunk_size``; not ``iter_scores``'s ``chunk_size``, which counts variants.)"""
         if window is not None and window < 16:
             raise ConfigError(f"window must be >= 16 bases, got {window}")
+        if chunk_tokens is not None and chunk_tokens < 0:
+            raise ConfigError(f"chunk_tokens must be >= 1 (or 0/None: no chunking), got {chunk_tokens}")
+        self.chunk_tokens = int(chunk_tokens) if chunk_tokens else None
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if fast_batch_size is not None and fast_batch_size < 1:
@@ -335,9 +342,9 @@ class VariantScorer:
         for (contig, start), idx in groups.items():
             alleles = [(variants[i].ref, variants[i].alt) for i in idx]
             sites.append(build_site(ref.fetch, contig, start, alleles, self.window, ref.lengths[contig]))
-        deltas = exact_deltas(self.model, sites, self.batch_size)
+        deltas = exact_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens)
         if self.rc:
-            back = rc_deltas(self.model, sites, self.batch_size)
+            back = rc_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens)
             deltas = [0.5 * (f + r) for f, r in zip(deltas, back)]
         denom = self.window - 1
         out: list[dict] = [{} for _ in variants]
@@ -369,6 +376,7 @@ class VariantScorer:
                 self.rc,
                 self.fast_batch_size,
                 cache,
+                self.chunk_tokens,
             )
             pads = tile_pads(starts, self.window, size)
             for i, val, pad in zip(idx, scores.tolist(), pads.tolist()):
