@@ -83,10 +83,32 @@ def _mixture_summary() -> dict:
             "exclusion": first["exclusion"], "split": first["split"], "sources": sources}
 
 
+def _export_weights(src: Path, dst: Path, recipe: Path) -> None:
+    """Copy the final weights, with Hyena-LI log-poles clamped to the recipe's ``max_log_pole`` (the last optimizer
+    step of an older run may have left them a hair above it; a positive log-pole grows with length)."""
+    import torch
+    import yaml
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    bound = (yaml.safe_load(recipe.read_text()).get("train") or {}).get("max_log_pole")
+    with safe_open(str(src), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if bound is not None:
+        for key in [k for k in tensors if k.endswith("log_poles")]:
+            moved = int((tensors[key] > bound).sum())
+            tensors[key] = torch.clamp(tensors[key], max=float(bound)).contiguous()
+            print(f"{key}: {moved} log-poles clamped to <= {bound}")
+    tmp = dst.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(dst)
+
+
 def step_export() -> None:
     final = STAGES[-1][3] / "final"
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(final / "model.safetensors", MODEL_DIR / "model.safetensors")
+    _export_weights(final / "model.safetensors", MODEL_DIR / "model.safetensors", RECIPE / STAGES[-1][2])
     doc = json.loads((final / "config.json").read_text())
     stages = []
     for mixture, _, recipe, run_dir in STAGES:
