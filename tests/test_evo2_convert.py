@@ -19,6 +19,7 @@ from genomod.checkpoint import load_model
 from genomod.cli.main import main as cli_main
 from genomod.convert.evo2 import (
     EVO2_CONFIGS,
+    EVO2_PRESETS,
     checkpoint_parts,
     convert_evo2,
     evo2_config_dir,
@@ -27,7 +28,9 @@ from genomod.convert.evo2 import (
     guess_config_name,
     split_wqkv,
     unsplit_wqkv,
+    write_presets,
 )
+from genomod.data_paths import presets_dir
 from genomod.errors import ConfigError, InputError, ModelError
 from genomod.model import HybridModel, ModelConfig
 from genomod.model.config import PRESETS
@@ -83,21 +86,21 @@ def _logits(model: HybridModel, length: int = 40) -> torch.Tensor:
         return model(x).logits
 
 
-def test_shipped_configs_match_presets() -> None:
-    """All seven shipped YAMLs translate; the six with a preset equal it exactly (apart from the name)."""
+def test_shipped_configs_match_presets(tmp_path: Path) -> None:
+    """All seven shipped YAMLs translate; the six shipped ``evo2-*`` preset files are exactly their translation."""
     assert sorted(p.name for p in evo2_config_dir().glob("*.yml")) == sorted(EVO2_CONFIGS.values())
-    presets = {"1b": "evo2-1b", "7b": "evo2-7b", "7b-1m": "evo2-7b-1m", "20b": "evo2-20b-1m", "40b": "evo2-40b",
-               "40b-1m": "evo2-40b-1m"}
     for name in EVO2_CONFIGS:
-        cfg = evo2_model_config(name).to_dict()
-        if name in presets:
-            ref = ModelConfig.preset(presets[name]).to_dict()
-            assert {k: v for k, v in cfg.items() if k != "name"} == {k: v for k, v in ref.items() if k != "name"}
+        evo2_model_config(name)
+    assert {p for p in PRESETS if p.startswith("evo2")} == set(EVO2_PRESETS)
+    for preset, name in EVO2_PRESETS.items():
+        assert ModelConfig.preset(preset) == evo2_model_config(name).replace(name=preset)
+    regenerated = write_presets(tmp_path)
+    for path in regenerated:
+        assert path.read_text() == (presets_dir() / path.name).read_text(), f"{path.name}: rerun write_presets()"
     assert evo2_model_config("7b-1m").rotary_scaling_factor == 128.0
     assert evo2_model_config("7b-262k").rotary_scaling_factor == 32.0
     assert evo2_model_config("40b").rotary_scaling_factor == 1.0
     assert evo2_model_config("40b").layer_indices("MHA") == [3, 10, 17, 24, 31, 35, 42, 49]
-    assert set(presets.values()) <= set(PRESETS)
 
 
 def test_guess_config_and_parts(tmp_path: Path) -> None:

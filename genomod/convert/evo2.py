@@ -43,6 +43,9 @@ EVO2_CONFIGS: dict[str, str] = {
     "40b": "evo2-40b-8k.yml",
     "40b-1m": "evo2-40b-1m.yml",
 }
+# genomod preset name -> Evo 2 config name: ``write_presets`` translates these into genomod/data/presets/*.json
+EVO2_PRESETS: dict[str, str] = {"evo2-1b": "1b", "evo2-7b": "7b", "evo2-7b-1m": "7b-1m", "evo2-20b-1m": "20b",
+                                "evo2-40b": "40b", "evo2-40b-1m": "40b-1m"}
 # Evo 2's own checkpoint names (evo2/utils.py CONFIG_MAP) -> genomod config name
 EVO2_CHECKPOINT_NAMES: dict[str, str] = {
     "evo2_1b_base": "1b",
@@ -157,6 +160,20 @@ def evo2_model_config(name_or_path: str | os.PathLike | dict[str, Any], dtype: s
                           "(vortex decides the D skip term by filter length)")
     cfg = translate_evo2_config(data, name=f"evo2-{name}" if name in EVO2_CONFIGS else name)
     return cfg.replace(dtype=dtype)
+
+
+def write_presets(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Write the ``EVO2_PRESETS`` translations as genomod preset JSON files (configs are data: ``ModelConfig.preset``
+    reads them without importing this module; tests/test_evo2_convert.py checks that they match the YAMLs)."""
+    from genomod.data_paths import presets_dir
+
+    out = Path(folder) if folder is not None else presets_dir()
+    written = []
+    for preset, name in EVO2_PRESETS.items():
+        path = out / f"{preset}.json"
+        evo2_model_config(name).replace(name=preset).to_json(path)
+        written.append(path)
+    return written
 
 
 def guess_config_name(checkpoint: str | os.PathLike) -> str | None:
@@ -368,3 +385,4 @@ def evo2_sequence_scores(model: HybridModel, seqs: list[str], prepend_bos: bool 
             vals.append(float(ll.mean() if reduce_method == "mean" else ll.sum()))
         scores.append(sum(vals) / len(vals))
     return scores
+

@@ -177,9 +177,8 @@ class ModelConfig:
     def preset(cls, preset_name: str, /, **overrides: Any) -> ModelConfig:
         """A named preset (see ``PRESETS``), optionally with field overrides (``name`` included).
 
-        genomod presets are JSON files in ``genomod/data/presets``; Evo 2 presets are the shipped Evo 2
-        YAMLs, translated by ``genomod.convert.evo2`` (imported at call time: it is the only Evo 2 translator
-        and sits above ``genomod.model``).
+        Presets are JSON files in ``genomod/data/presets``: genomod's own, and the published Evo 2 shapes
+        (``evo2-*``, written from the shipped Evo 2 YAMLs by ``genomod.convert.evo2.write_presets``).
         """
         name = preset_name
         if name not in PRESETS:
@@ -188,22 +187,14 @@ class ModelConfig:
             close = difflib.get_close_matches(name, PRESETS, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown model preset {name!r}{hint} (known: {', '.join(PRESETS)})")
-        source = PRESETS[name]
-        if source.endswith(".json"):  # expanded first, so that overrides (layer_types too) apply on top
-            data = cls.from_json(presets_dir() / source).to_dict()
-        else:
-            from genomod.convert.evo2 import evo2_model_config
-
-            data = {**evo2_model_config(source).to_dict(), "name": name}
+        # expanded first, so that overrides (layer_types too) apply on top
+        data = cls.from_json(presets_dir() / PRESETS[name]).to_dict()
         return cls.from_dict({**data, **overrides}, source=f"preset {name}")
 
 
 def _preset_index() -> dict[str, str]:
-    """Preset name -> its source: a genomod JSON file, or a shipped Evo 2 config name (from ``evo2.json``)."""
-    folder = presets_dir()
-    index = {p.stem: p.name for p in sorted(folder.glob("*.json")) if p.name != "evo2.json"}
-    index.update(json.loads((folder / "evo2.json").read_text()))
-    return index
+    """Preset name -> its JSON file name in ``genomod/data/presets``."""
+    return {p.stem: p.name for p in sorted(presets_dir().glob("*.json"))}
 
 
 PRESETS: dict[str, str] = _preset_index()
