@@ -286,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    records = []
     for task in [t for t in args.tasks.split(",") if t]:
         extra = [f"base={args.base}", f"eval.n_boot={args.n_boot}", *args.overrides]
         if task == "splice":
@@ -298,17 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         for mode in [m for m in args.modes.split(",") if m]:
             rec = run_finetune(task, mode, args.work, extra, args.in_process)
             _write(args.out / f"{task}_{mode}.json", rec)
-            records.append(rec)
         if args.no_baselines:
             continue
         if task == "splice":
             rec = kmer_baseline(args.splice_tsv, args.n_boot, args.kmer_max_rows)
             _write(args.out / "splice_kmer_logistic.json", rec)
-            records.append(rec)
         if task == "brca1":
             rec = brca1_reference(args.work, args.base, args.n_boot, args.brca1_table)
             _write(args.out / "brca1_reference.json", rec)
-            records.append(rec)
+    records = all_records(args.out)  # earlier invocations' runs too (e.g. --tasks splice, then --tasks brca1)
     if args.ship:
         ship_brca1_model(records, args.ship, args.out / "brca1_model")
     if args.params:
@@ -316,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(summary_markdown(records))
     print(summary_markdown(records))
     return 0
+
+
+def all_records(out: Path) -> list[dict[str, Any]]:
+    """Every run record written to ``out`` (``<task>_<mode>.json`` and the baselines), in file-name order."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "parameters.json"]
 
 
 if __name__ == "__main__":

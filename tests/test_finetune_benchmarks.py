@@ -82,6 +82,11 @@ def test_benchmarks_tiny(tmp_path: Path, one_thread) -> None:
     params = json.loads((out / "parameters.json").read_text())
     assert params["evo2-7b"]["full_trainable"] > 6e9 and 0 < params["evo2-7b"]["lora_fraction_of_base"] < 0.01
     assert "| splice | kmer_logistic |" in (out / "summary.md").read_text()
+    # a later invocation (here with no task) tabulates every record already in --out, not only its own runs
+    (out / "summary.md").unlink()
+    assert mod.main(["--out", str(out), "--work", str(tmp_path / "work"), "--tasks", ""]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| splice | lora |" in summary and "| brca1 | frozen |" in summary
 
 
 def test_splice_prep_test_split_is_held_out_of_pretraining(tmp_path: Path) -> None:
