@@ -246,9 +246,9 @@ def _fit_data(cfg: FinetuneConfig, data: TaskData, train_rows: np.ndarray, eval_
 def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, total: int, validate: bool,
                  extra_callbacks: list[Any] | None) -> tuple[Any, StepLogWriter, Path | None]:
     """Trainer, step log and resume checkpoint of one fit (rank 0 trims or drops the fit's old step log)."""
-    from genomod.train import make_trainer
     from genomod.train.callbacks import RNGState, StepCheckpoint
     from genomod.train.checkpointing import find_resume_checkpoint
+    from genomod.train.trainer import check_world_size, make_trainer
 
     t = cfg.train
     ckpt_dir = fit_dir / "checkpoints"
@@ -260,9 +260,7 @@ def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, tot
                            [ckpt_cb, log_cb, RNGState(), *(extra_callbacks or [])], ckpt_io,
                            bool(cfg.output["progress_bar"]), bool(cfg.output["tensorboard"]),
                            bool(t["deterministic"]))
-    if trainer.world_size * int(t["micro_batch_size"]) * int(t["grad_accum"]) != cfg.global_batch():
-        raise ConfigError(f"distributed.devices: resolved world size {trainer.world_size} differs from the "
-                          f"configured {cfg.world_size()}")
+    check_world_size(trainer, cfg.distributed)
     ckpt_path = find_resume_checkpoint(ckpt_dir) if cfg.checkpoint["resume"] == "auto" else None
     if trainer.is_global_zero:
         if ckpt_path is not None:

@@ -67,7 +67,7 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
     from genomod.train.checkpointing import SafeCheckpointIO
     from genomod.train.data import ShardDataModule
     from genomod.train.module import PretrainModule
-    from genomod.train.trainer import make_trainer
+    from genomod.train.trainer import check_world_size, make_trainer
 
     started = time.time()
     mcfg = check_inputs(cfg)
@@ -88,9 +88,7 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
     trainer = make_trainer(out, cfg.distributed, t.precision, total, t.grad_accum, t.grad_clip, t.val_interval,
                            d.val_batches > 0, [ckpt_cb, log_cb, RNGState(), *(extra_callbacks or [])], ckpt_io,
                            cfg.output.progress_bar, cfg.output.tensorboard, t.deterministic)
-    if trainer.world_size * t.micro_batch_size * t.grad_accum != cfg.global_batch():
-        raise ConfigError(f"distributed.devices: resolved world size {trainer.world_size} differs from the "
-                          f"configured {cfg.world_size()}")
+    check_world_size(trainer, cfg.distributed)
     if trainer.is_global_zero:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         if ckpt_path is not None:

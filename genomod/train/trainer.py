@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from genomod.errors import ConfigError
 from genomod.train.config import DistributedArgs
 
 
@@ -70,3 +71,10 @@ def make_trainer(out: Path, distributed: DistributedArgs, precision: str, total_
         use_distributed_sampler=False, log_every_n_steps=1, enable_progress_bar=progress_bar,
         enable_model_summary=False, default_root_dir=str(out), deterministic=deterministic,
     )
+
+
+def check_world_size(trainer: Any, distributed: DistributedArgs) -> None:
+    """The Trainer resolved the configured number of processes (the global batch depends on it)."""
+    if trainer.world_size != distributed.world_size():
+        raise ConfigError(f"distributed.devices: resolved world size {trainer.world_size} differs from the "
+                          f"configured {distributed.world_size()}")
