@@ -126,7 +126,8 @@ def resolve_data_path(value: str, key: str) -> Path:
 
 
 class FinetuneConfig:
-    """A validated fine-tuning config: sections as dicts (``cfg.train['lr']``), plus resolved paths."""
+    """A validated fine-tuning config: sections as dicts (``cfg.train["lr"]``; ``distributed`` is the
+    pretraining ``DistributedArgs``), plus resolved paths."""
 
     def __init__(self, doc: dict[str, Any], source: str | None = None) -> None:
         merged = merge_sections(doc, DEFAULTS)
