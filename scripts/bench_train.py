@@ -22,7 +22,7 @@ import torch
 from genomod import __version__
 from genomod.model import HybridModel, ModelConfig, flops_per_token
 from genomod.train.config import _parse_value
-from genomod.train.module import enable_activation_checkpointing, next_token_loss, param_groups
+from genomod.train.module import next_token_loss, param_groups
 
 GPU_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
                    "V100": 125.0, "RTX 4090": 165.0, "B200": 2250.0}
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = HybridModel(cfg).to(device).train()
     if args.activation_checkpointing:
-        enable_activation_checkpointing(model)
+        model.set_activation_checkpointing(True)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
     tokens = torch.randint(0, 4, (args.batch, args.seqlen), device=device)
     tokens = torch.tensor([65, 67, 71, 84], device=device)[tokens]

@@ -254,3 +254,29 @@ def test_query_blocked_attention_over_cache_equals_one_shot(monkeypatch):
         full = model(x).logits
         chunked = model.forward_chunked(x, chunk_size=60).logits
     assert torch.allclose(full, chunked, atol=2e-4)
+
+
+def test_activation_checkpointing_is_a_block_option():
+    """set_activation_checkpointing flags every block: same loss and gradients, same parameter names."""
+    torch.manual_seed(0)
+    model = HybridModel(small_cfg()).train()
+    tokens = dna(2, 64)
+    names = list(model.state_dict())
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = model(tokens).logits.float().logsumexp(-1).mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain_loss, plain_grads = loss_and_grads()
+    assert model.set_activation_checkpointing(True) is model
+    assert all(block.checkpoint_activations for block in model.blocks) and list(model.state_dict()) == names
+    ckpt_loss, ckpt_grads = loss_and_grads()
+    assert torch.equal(plain_loss, ckpt_loss)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, ckpt_grads))
+    with torch.no_grad():  # inference and cached forwards are never checkpointed
+        out = model(tokens, use_cache=True)
+    assert out.cache is not None
+    model.set_activation_checkpointing(False)
+    assert not any(block.checkpoint_activations for block in model.blocks)

@@ -18,7 +18,7 @@ import torch
 from genomod.checkpoint import load_model
 from genomod.errors import ConfigError
 from genomod.tokenizer import encode
-from genomod.train import load_config, run_pretraining
+from genomod.train import check_inputs, load_config, run_pretraining
 from genomod.train.checkpointing import STATE_JSON, STATE_TENSORS, find_resume_checkpoint, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,3 +227,25 @@ def test_config_file_and_script_errors(shards: Path, tmp_path: Path, capsys: pyt
     for name in ("pretrain_tiny_cpu.yaml", "context_extension.yaml"):  # shipped examples parse (data aside)
         doc = __import__("yaml").safe_load((REPO / "configs" / name).read_text())
         assert set(doc) <= {"model", "data", "train", "checkpoint", "distributed", "output", "init_from"}
+
+
+def test_config_loading_reads_no_file(tmp_path: Path) -> None:
+    """Shards are checked when the run starts (or by --check), not when the config loads; nothing is written."""
+    out = tmp_path / "out"
+    cfg = load_config(None, [f"data.shards={tmp_path / 'missing'}", "train.max_steps=1", f"output.dir={out}"])
+    assert cfg.train.max_steps == 1 and cfg.data.shards == [str(tmp_path / "missing")]
+    for start in (check_inputs, run_pretraining):
+        with pytest.raises(ConfigError, match=r"data\.shards: .*missing: no train\.h5"):
+            start(cfg)
+    assert not out.exists()
+
+
+def test_final_validation_logged_once(shards: Path, tmp_path: Path) -> None:
+    """A last step between validations is validated after fit: one val row for it in the log and the summary."""
+    out = tmp_path / "v"
+    summary = run_pretraining(load_config(None, _overrides(shards, out, **{"train.max_steps": 3,
+                                                                          "train.val_interval": 2})))
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_loss" in r] == [2, 3]
+    assert [r["step"] for r in summary["val_curve"]] == [2, 3]
+    assert summary["final_val_loss"] == rows[-1]["val_loss"]

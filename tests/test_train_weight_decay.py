@@ -43,6 +43,7 @@ def test_tagged_parameter_and_untied_unembedding() -> None:
 
 
 def test_log_poles_are_clamped_to_stable_filters() -> None:
+    from genomod.train.config import TrainArgs
     from genomod.train.module import PretrainModule, clamp_log_poles
 
     cfg = ModelConfig.preset("tiny", hidden_size=64, li_filter_groups=64, inner_mlp_size=128,
@@ -56,7 +57,7 @@ def test_log_poles_are_clamped_to_stable_filters() -> None:
     assert clamp_log_poles(model, 0.0) == 1 and float(poles[0].max()) <= 0.0
     assert clamp_log_poles(model, 0.0) == 0
     # a module started from weights with a growing mode is projected on construction (and after each update)
-    module = PretrainModule(cfg, {"max_log_pole": 0.0}, total_steps=1, init_weights=weights)
+    module = PretrainModule(cfg, TrainArgs(max_log_pole=0.0), total_steps=1, init_weights=weights)
     assert all(float(p.max()) <= 0.0 for n, p in module.model.named_parameters() if n.endswith("log_poles"))
-    off = PretrainModule(cfg, {"max_log_pole": None}, total_steps=1, init_weights=weights)
+    off = PretrainModule(cfg, TrainArgs(max_log_pole=None), total_steps=1, init_weights=weights)
     assert max(float(p.max()) for n, p in off.model.named_parameters() if n.endswith("log_poles")) > 0.0

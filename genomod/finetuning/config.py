@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from genomod.errors import ConfigError, ModelError
-from genomod.train.config import ACCELERATORS, PRECISIONS, STRATEGIES, apply_overrides, read_config_file
+from genomod.train.config import (
+    PRECISIONS,
+    DistributedArgs,
+    apply_overrides,
+    check_betas,
+    check_bool,
+    check_choice,
+    check_num,
+    fail,
+    merge_sections,
+    read_config_file,
+)
 
 TASKS = ("sequence-classification", "sequence-regression", "variant-effect")
 MODES = ("lora", "full", "frozen")
@@ -92,62 +103,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _fail(key: str, msg: str) -> None:
-    raise ConfigError(f"{key}: {msg}")
-
-
-def _merge(doc: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(DEFAULTS)
-    for section, value in doc.items():
-        if section not in DEFAULTS:
-            _fail(section, f"unknown key (known: {', '.join(DEFAULTS)})")
-        if isinstance(DEFAULTS[section], dict):
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                _fail(section, "must be a mapping")
-            for key, v in value.items():
-                if key not in DEFAULTS[section]:
-                    _fail(f"{section}.{key}", f"unknown key (known: {', '.join(DEFAULTS[section])})")
-                out[section][key] = v
-        else:
-            out[section] = value
-    return out
-
-
-def _num(sec: dict[str, Any], name: str, key: str, kind: type, lo: float | None = None, lo_open: bool = False,
-         hi: float | None = None, allow_none: bool = False) -> None:
-    v = sec[key]
-    full = f"{name}.{key}"
-    if v is None and allow_none:
-        return
-    ok_types = (int, float) if kind is float else (int,)
-    if isinstance(v, bool) or not isinstance(v, ok_types):
-        _fail(full, f"must be {'a number' if kind is float else 'an integer'}, got {v!r}")
-    if kind is float and not math.isfinite(v):
-        _fail(full, f"must be finite, got {v!r}")
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        _fail(full, f"must be {'>' if lo_open else '>='} {lo}, got {v!r}")
-    if hi is not None and v > hi:
-        _fail(full, f"must be <= {hi}, got {v!r}")
-
-
-def _bool(sec: dict[str, Any], name: str, key: str) -> None:
-    if not isinstance(sec[key], bool):
-        _fail(f"{name}.{key}", f"must be true or false, got {sec[key]!r}")
-
-
-def _choice(sec: dict[str, Any], name: str, key: str, choices: tuple[str, ...]) -> None:
-    if sec[key] not in choices:
-        _fail(f"{name}.{key}", f"one of {', '.join(choices)}, got {sec[key]!r}")
-
-
 def _str_list(sec: dict[str, Any], name: str, key: str) -> None:
     v = sec[key]
     if isinstance(v, (str, int, float)) and not isinstance(v, bool):
         v = sec[key] = [v]
     if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
-        _fail(f"{name}.{key}", f"must be a list of label values, got {v!r}")
+        fail(f"{name}.{key}", f"must be a list of label values, got {v!r}")
     sec[key] = [str(x) for x in v]
 
 
@@ -160,15 +121,16 @@ def resolve_data_path(value: str, key: str) -> Path:
     else:
         path = Path(value)
     if not path.is_file():
-        _fail(key, f"{value}: file not found")
+        fail(key, f"{value}: file not found")
     return path
 
 
 class FinetuneConfig:
-    """A validated fine-tuning config: sections as dicts (``cfg.train['lr']``), plus resolved paths."""
+    """A validated fine-tuning config: sections as dicts (``cfg.train["lr"]``; ``distributed`` is the
+    pretraining ``DistributedArgs``), plus resolved paths."""
 
     def __init__(self, doc: dict[str, Any], source: str | None = None) -> None:
-        merged = _merge(doc)
+        merged = merge_sections(doc, DEFAULTS)
         self.raw = merged
         self.source = source
         self.task: str = merged["task"]
@@ -181,8 +143,8 @@ class FinetuneConfig:
         self.train: dict[str, Any] = merged["train"]
         self.eval: dict[str, Any] = merged["eval"]
         self.checkpoint: dict[str, Any] = merged["checkpoint"]
-        self.distributed: dict[str, Any] = merged["distributed"]
         self.output: dict[str, Any] = merged["output"]
+        self.distributed = DistributedArgs(**merged["distributed"])
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,16 +178,7 @@ class FinetuneConfig:
 
     def world_size(self) -> int:
         """Training processes (devices * num_nodes; 'auto' = all GPUs or 1 CPU process)."""
-        devices = self.distributed["devices"]
-        if devices == "auto" or devices == -1:
-            import torch
-
-            acc = self.distributed["accelerator"]
-            use_gpu = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
-            devices = max(torch.cuda.device_count(), 1) if use_gpu else 1
-        elif isinstance(devices, list):
-            devices = len(devices)
-        return int(devices) * int(self.distributed["num_nodes"])
+        return self.distributed.world_size()
 
     def global_batch(self) -> int:
         return int(self.train["micro_batch_size"]) * int(self.train["grad_accum"]) * self.world_size()
@@ -240,152 +193,167 @@ class FinetuneConfig:
 def validate(cfg: FinetuneConfig) -> None:
     """Check every value; raise ConfigError naming the first bad key."""
     if cfg.task is None:
-        _fail("task", f"missing: one of {', '.join(TASKS)}")
+        fail("task", f"missing: one of {', '.join(TASKS)}")
     if cfg.task not in TASKS:
-        _fail("task", f"one of {', '.join(TASKS)}, got {cfg.task!r}")
+        fail("task", f"one of {', '.join(TASKS)}, got {cfg.task!r}")
     if not isinstance(cfg.base, str) or not cfg.base:
-        _fail("base", f"a shipped model name or a checkpoint folder, got {cfg.base!r}")
+        fail("base", f"a shipped model name or a checkpoint folder, got {cfg.base!r}")
     if cfg.mode not in MODES:
-        _fail("mode", f"one of {', '.join(MODES)}, got {cfg.mode!r}")
+        fail("mode", f"one of {', '.join(MODES)}, got {cfg.mode!r}")
+    for check in (_check_data, _check_data_for_task, _check_split, _check_lora, _check_head, _check_train,
+                  _check_run):
+        check(cfg)
 
+
+def _check_data(cfg: FinetuneConfig) -> None:
+    """``data``: paths, columns and label values."""
     d = cfg.data
     if not isinstance(d["path"], str) or not d["path"]:
-        _fail("data.path", "missing: a FASTA, TSV or VCF file")
+        fail("data.path", "missing: a FASTA, TSV or VCF file")
     resolve_data_path(d["path"], "data.path")
-    _choice(d, "data", "format", ("auto", "fasta", "tsv", "vcf"))
+    check_choice(d, "data", "format", ("auto", "fasta", "tsv", "vcf"))
     for key in ("sequence_column", "label_column"):
         if not isinstance(d[key], str) or not d[key]:
-            _fail(f"data.{key}", f"must be a column name, got {d[key]!r}")
+            fail(f"data.{key}", f"must be a column name, got {d[key]!r}")
     for key in ("id_column", "score_column"):
         if d[key] is not None and (not isinstance(d[key], str) or not d[key]):
-            _fail(f"data.{key}", f"must be a column name or null, got {d[key]!r}")
+            fail(f"data.{key}", f"must be a column name or null, got {d[key]!r}")
     _str_list(d, "data", "positive")
     _str_list(d, "data", "negative")
     if d["negative"] and not d["positive"]:
-        _fail("data.negative", "given without data.positive")
+        fail("data.negative", "given without data.positive")
     if d["classes"] is not None:
         _str_list(d, "data", "classes")
         if len(d["classes"]) < 2:
-            _fail("data.classes", "needs at least two classes")
+            fail("data.classes", "needs at least two classes")
         if d["positive"]:
-            _fail("data.classes", "give either data.classes (multi-class) or data.positive (binary), not both")
-    _num(d, "data", "max_length", int, lo=2, allow_none=True)
-    _choice(d, "data", "crop", ("center", "start"))
-    _num(d, "data", "window", int, lo=16, allow_none=True)
-    _bool(d, "data", "rc_augment")
+            fail("data.classes", "give either data.classes (multi-class) or data.positive (binary), not both")
+    check_num(d, "data", "max_length", int, lo=2, allow_none=True)
+    check_choice(d, "data", "crop", ("center", "start"))
+    check_num(d, "data", "window", int, lo=16, allow_none=True)
+    check_bool(d, "data", "rc_augment")
+
+
+def _check_data_for_task(cfg: FinetuneConfig) -> None:
+    """``data`` keys that depend on the task."""
+    d = cfg.data
     if cfg.is_variant:
         if not isinstance(d["reference"], str) or not d["reference"]:
-            _fail("data.reference", "missing: variant-effect tasks need the reference FASTA of the variants")
+            fail("data.reference", "missing: variant-effect tasks need the reference FASTA of the variants")
         resolve_data_path(d["reference"], "data.reference")
         if d["rc_augment"]:
-            _fail("data.rc_augment", "not used by variant-effect tasks")
+            fail("data.rc_augment", "not used by variant-effect tasks")
         if d["score_column"] is not None and d["positive"]:
-            _fail("data.score_column", "give either a score column (regression) or data.positive (labels)")
+            fail("data.score_column", "give either a score column (regression) or data.positive (labels)")
         if d["classes"] is not None:
-            _fail("data.classes", "variant-effect labels are binary: use data.positive (and data.negative)")
+            fail("data.classes", "variant-effect labels are binary: use data.positive (and data.negative)")
     else:
         if d["score_column"] is not None:
-            _fail("data.score_column", f"only for variant-effect tasks; {cfg.task} reads data.label_column")
+            fail("data.score_column", f"only for variant-effect tasks; {cfg.task} reads data.label_column")
         if cfg.task == "sequence-regression" and (d["positive"] or d["classes"]):
-            _fail("data.positive" if d["positive"] else "data.classes", "not used by sequence-regression")
+            fail("data.positive" if d["positive"] else "data.classes", "not used by sequence-regression")
 
+
+def _check_split(cfg: FinetuneConfig) -> None:
+    """``split`` (the default method follows the task)."""
     s = cfg.split
     if s["method"] is None:
         s["method"] = "folds" if cfg.is_variant else "random"
-    _choice(s, "split", "method", SPLIT_METHODS)
+    check_choice(s, "split", "method", SPLIT_METHODS)
     if cfg.is_variant and s["method"] == "random":
-        _fail("split.method", "variant-effect tasks split by genomic blocks: use folds (or column)")
+        fail("split.method", "variant-effect tasks split by genomic blocks: use folds (or column)")
     if not isinstance(s["column"], str) or not s["column"]:
-        _fail("split.column", f"must be a column name, got {s['column']!r}")
-    _num(s, "split", "val_fraction", float, lo=0, hi=0.9)
-    _num(s, "split", "test_fraction", float, lo=0, hi=0.9)
+        fail("split.column", f"must be a column name, got {s['column']!r}")
+    check_num(s, "split", "val_fraction", float, lo=0, hi=0.9)
+    check_num(s, "split", "test_fraction", float, lo=0, hi=0.9)
     if s["val_fraction"] + s["test_fraction"] >= 1:
-        _fail("split.test_fraction", "split.val_fraction + split.test_fraction must be < 1")
-    _num(s, "split", "n_folds", int, lo=2)
-    _num(s, "split", "block_size", int, lo=1)
-    _num(s, "split", "seed", int, lo=0)
-    _choice(s, "split", "duplicates", ("error", "drop"))
-    _bool(s, "split", "final")
+        fail("split.test_fraction", "split.val_fraction + split.test_fraction must be < 1")
+    check_num(s, "split", "n_folds", int, lo=2)
+    check_num(s, "split", "block_size", int, lo=1)
+    check_num(s, "split", "seed", int, lo=0)
+    check_choice(s, "split", "duplicates", ("error", "drop"))
+    check_bool(s, "split", "final")
 
+
+def _check_lora(cfg: FinetuneConfig) -> None:
+    """``lora``."""
     lo = cfg.lora
-    _num(lo, "lora", "r", int, lo=1)
-    _num(lo, "lora", "alpha", float, lo=0, lo_open=True)
-    _num(lo, "lora", "dropout", float, lo=0, hi=0.9)
+    check_num(lo, "lora", "r", int, lo=1)
+    check_num(lo, "lora", "alpha", float, lo=0, lo_open=True)
+    check_num(lo, "lora", "dropout", float, lo=0, hi=0.9)
     t = lo["targets"]
     if isinstance(t, str):
         t = lo["targets"] = [t]
     if not isinstance(t, list) or not t or any(x not in LORA_TARGETS for x in t):
-        _fail("lora.targets", f"a non-empty list of {', '.join(LORA_TARGETS)}, got {t!r}")
+        fail("lora.targets", f"a non-empty list of {', '.join(LORA_TARGETS)}, got {t!r}")
 
+
+def _check_head(cfg: FinetuneConfig) -> None:
+    """``head``."""
     h = cfg.head
-    _num(h, "head", "hidden", int, lo=0)
-    _num(h, "head", "dropout", float, lo=0, hi=0.9)
+    check_num(h, "head", "hidden", int, lo=0)
+    check_num(h, "head", "dropout", float, lo=0, hi=0.9)
     if not isinstance(h["layer"], str) or not (h["layer"] == "final" or (
             h["layer"].startswith("blocks.") and h["layer"][7:].isdigit())):
-        _fail("head.layer", f"final or blocks.K, got {h['layer']!r}")
-    _num(h, "head", "radius", int, lo=0)
+        fail("head.layer", f"final or blocks.K, got {h['layer']!r}")
+    check_num(h, "head", "radius", int, lo=0)
     parts = h["parts"]
     if not isinstance(parts, list) or not parts or any(p not in ("ref", "alt", "diff") for p in parts):
-        _fail("head.parts", f"a non-empty list of ref, alt, diff, got {parts!r}")
-    _bool(h, "head", "zero_shot")
+        fail("head.parts", f"a non-empty list of ref, alt, diff, got {parts!r}")
+    check_bool(h, "head", "zero_shot")
 
+
+def _check_train(cfg: FinetuneConfig) -> None:
+    """``train``."""
     tr = cfg.train
-    _num(tr, "train", "micro_batch_size", int, lo=1)
-    _num(tr, "train", "grad_accum", int, lo=1)
-    _num(tr, "train", "lr", float, lo=0, lo_open=True)
-    _num(tr, "train", "head_lr", float, lo=0, lo_open=True)
-    b = tr["betas"]
-    if not (isinstance(b, (list, tuple)) and len(b) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < 1 for x in b)):
-        _fail("train.betas", f"must be two numbers in [0, 1), got {b!r}")
-    tr["betas"] = [float(x) for x in b]
-    _num(tr, "train", "eps", float, lo=0, lo_open=True)
-    _num(tr, "train", "weight_decay", float, lo=0)
-    _num(tr, "train", "warmup_steps", int, lo=0)
-    _num(tr, "train", "min_lr_ratio", float, lo=0, hi=1)
-    _num(tr, "train", "epochs", float, lo=0, lo_open=True)
-    _num(tr, "train", "max_steps", int, lo=1, allow_none=True)
-    _num(tr, "train", "grad_clip", float, lo=0)
-    _choice(tr, "train", "class_weight", ("none", "balanced"))
+    check_num(tr, "train", "micro_batch_size", int, lo=1)
+    check_num(tr, "train", "grad_accum", int, lo=1)
+    check_num(tr, "train", "lr", float, lo=0, lo_open=True)
+    check_num(tr, "train", "head_lr", float, lo=0, lo_open=True)
+    tr["betas"] = check_betas(tr["betas"], "train.betas")
+    check_num(tr, "train", "eps", float, lo=0, lo_open=True)
+    check_num(tr, "train", "weight_decay", float, lo=0)
+    check_num(tr, "train", "warmup_steps", int, lo=0)
+    check_num(tr, "train", "min_lr_ratio", float, lo=0, hi=1)
+    check_num(tr, "train", "epochs", float, lo=0, lo_open=True)
+    check_num(tr, "train", "max_steps", int, lo=1, allow_none=True)
+    check_num(tr, "train", "grad_clip", float, lo=0)
+    check_choice(tr, "train", "class_weight", ("none", "balanced"))
     if tr["class_weight"] == "balanced" and cfg.task == "sequence-regression":
-        _fail("train.class_weight", "not used by regression tasks")
-    _num(tr, "train", "seed", int, lo=0)
+        fail("train.class_weight", "not used by regression tasks")
+    check_num(tr, "train", "seed", int, lo=0)
     tr["precision"] = str(tr["precision"])
-    _choice(tr, "train", "precision", PRECISIONS)
-    _choice(tr, "train", "base_dtype", ("auto", "float32", "bfloat16", "float16"))
-    _bool(tr, "train", "activation_checkpointing")
-    _num(tr, "train", "max_log_pole", float, allow_none=True)
-    _num(tr, "train", "val_interval", int, lo=1)
-    _num(tr, "train", "log_interval", int, lo=1)
-    _bool(tr, "train", "deterministic")
-    _num(tr, "train", "num_workers", int, lo=0)
+    check_choice(tr, "train", "precision", PRECISIONS)
+    check_choice(tr, "train", "base_dtype", ("auto", "float32", "bfloat16", "float16"))
+    check_bool(tr, "train", "activation_checkpointing")
+    check_num(tr, "train", "max_log_pole", float, allow_none=True)
+    check_num(tr, "train", "val_interval", int, lo=1)
+    check_num(tr, "train", "log_interval", int, lo=1)
+    check_bool(tr, "train", "deterministic")
+    check_num(tr, "train", "num_workers", int, lo=0)
 
+
+def _check_run(cfg: FinetuneConfig) -> None:
+    """``eval``, ``checkpoint``, ``distributed``, ``output`` and the base model."""
     e = cfg.eval
-    _num(e, "eval", "batch_size", int, lo=1)
-    _num(e, "eval", "n_boot", int, lo=0)
-    _num(e, "eval", "seed", int, lo=0)
+    check_num(e, "eval", "batch_size", int, lo=1)
+    check_num(e, "eval", "n_boot", int, lo=0)
+    check_num(e, "eval", "seed", int, lo=0)
 
     c = cfg.checkpoint
-    _num(c, "checkpoint", "interval", int, lo=1)
-    _num(c, "checkpoint", "keep_last", int, lo=1)
+    check_num(c, "checkpoint", "interval", int, lo=1)
+    check_num(c, "checkpoint", "keep_last", int, lo=1)
     if c["resume"] not in ("auto", "none"):
-        _fail("checkpoint.resume", f"auto or none, got {c['resume']!r} (each fit resumes from its own folder)")
+        fail("checkpoint.resume", f"auto or none, got {c['resume']!r} (each fit resumes from its own folder)")
 
-    dist = cfg.distributed
-    _choice(dist, "distributed", "strategy", STRATEGIES)
-    _choice(dist, "distributed", "accelerator", ACCELERATORS)
-    dev = dist["devices"]
-    if not (dev == "auto" or (isinstance(dev, int) and not isinstance(dev, bool) and (dev >= 1 or dev == -1))
-            or (isinstance(dev, list) and dev and all(isinstance(x, int) for x in dev))):
-        _fail("distributed.devices", f"auto, a positive integer or a list of device ids, got {dev!r}")
-    _num(dist, "distributed", "num_nodes", int, lo=1)
+    cfg.distributed.validate()
 
     o = cfg.output
     if not isinstance(o["dir"], str) or not o["dir"]:
-        _fail("output.dir", "must be a folder path")
-    _bool(o, "output", "progress_bar")
-    _bool(o, "output", "tensorboard")
-    _bool(o, "output", "save_merged")
+        fail("output.dir", "must be a folder path")
+    check_bool(o, "output", "progress_bar")
+    check_bool(o, "output", "tensorboard")
+    check_bool(o, "output", "save_merged")
     cfg.base_path()  # ConfigError naming ``base`` for an unknown model
 
 

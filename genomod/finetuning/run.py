@@ -28,6 +28,7 @@ from genomod.finetuning.config import FinetuneConfig, load_config
 from genomod.finetuning.tasks import TaskData, load_task
 from genomod.model import ModelConfig
 from genomod.scoring.finetuned import FT_FILE, FT_FORMAT, FT_FORMAT_VERSION, HEAD_FILE, head_output, make_head
+from genomod.train.callbacks import StepLogWriter
 from genomod.train.checkpointing import SafeCheckpointIO
 from genomod.utils import atomic_path, file_digest
 
@@ -169,26 +170,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _trim_log(path: Path, upto_step: int) -> None:
-    if not path.is_file():
-        return
-    keep = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x).get("step", 0) <= upto_step]
-    path.write_text("".join(k + "\n" for k in keep))
-
-
 def build_module(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelConfig,
                  train_rows: np.ndarray, total_steps: int) -> Any:
     """The FinetuneModule of one fit: base weights, LoRA / trainable / frozen backbone, a seeded new head."""
     from genomod.checkpoint import load_model
     from genomod.finetuning.module import FinetuneModule, class_weights
-    from genomod.train.module import enable_activation_checkpointing
 
     backbone = load_model(base_path, device="cpu", dtype=_base_dtype(cfg, mcfg))
-    backbone.checkpoint_info = None
+    backbone.checkpoint_info = None  # its weights are about to change: no longer the base checkpoint's
     for p in backbone.parameters():
         p.requires_grad_(cfg.mode == "full")
-    if cfg.train["activation_checkpointing"]:
-        enable_activation_checkpointing(backbone)
+    backbone.set_activation_checkpointing(bool(cfg.train["activation_checkpointing"]))
     torch.manual_seed(int(cfg.train["seed"]))
     head = make_head(_head_config(cfg, data, mcfg))
     model = backbone
@@ -236,16 +228,68 @@ def save_finetuned(module: Any, folder: Path, card: dict[str, Any], mode: str, s
     return sorted(p.name for p in folder.iterdir())
 
 
+def _fit_data(cfg: FinetuneConfig, data: TaskData, train_rows: np.ndarray, eval_rows: np.ndarray,
+              target: dict[str, Any], total: int) -> Any:
+    """The TaskDataModule of one fit (training rows; validation rows unless the split method is folds)."""
+    from genomod.finetuning.module import TaskDataModule, TaskRows
+
+    t = cfg.train
+    mean, std = (target["mean"], target["std"]) if target["kind"] == "regression" else (0.0, 1.0)
+    train_set = TaskRows(data, train_rows, seed=int(t["seed"]), rc_augment=bool(cfg.data["rc_augment"]),
+                         target_mean=mean, target_std=std)
+    val_rows = np.intersect1d(eval_rows, data.rows("val")) if cfg.split["method"] != "folds" else eval_rows[:0]
+    val_set = TaskRows(data, val_rows, target_mean=mean, target_std=std) if len(val_rows) else None
+    return TaskDataModule(train_set, val_set, int(t["micro_batch_size"]), int(t["grad_accum"]), total,
+                          int(t["num_workers"]))
+
+
+def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, total: int, validate: bool,
+                 extra_callbacks: list[Any] | None) -> tuple[Any, StepLogWriter, Path | None]:
+    """Trainer, step log and resume checkpoint of one fit (rank 0 trims or drops the fit's old step log)."""
+    from genomod.train.callbacks import RNGState, StepCheckpoint
+    from genomod.train.checkpointing import find_resume_checkpoint
+    from genomod.train.trainer import check_world_size, make_trainer
+
+    t = cfg.train
+    ckpt_dir = fit_dir / "checkpoints"
+    ckpt_io = FinetuneCheckpointIO(module.trainable_names(), {"fit": name, "total_steps": total})
+    ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint["interval"]), int(cfg.checkpoint["keep_last"]), total)
+    log_cb = StepLogWriter(fit_dir / "train_log.jsonl")
+    trainer = make_trainer(fit_dir, cfg.distributed, t["precision"], total, int(t["grad_accum"]),
+                           float(t["grad_clip"]), int(t["val_interval"]), validate,
+                           [ckpt_cb, log_cb, RNGState(), *(extra_callbacks or [])], ckpt_io,
+                           bool(cfg.output["progress_bar"]), bool(cfg.output["tensorboard"]),
+                           bool(t["deterministic"]))
+    check_world_size(trainer, cfg.distributed)
+    ckpt_path = find_resume_checkpoint(ckpt_dir) if cfg.checkpoint["resume"] == "auto" else None
+    if trainer.is_global_zero:
+        if ckpt_path is not None:
+            log.info("fit %s: resuming from %s", name, ckpt_path)
+        log_cb.start(int(ckpt_path.name[5:]) if ckpt_path is not None else None)
+    return trainer, log_cb, ckpt_path
+
+
+def _predict_fit(cfg: FinetuneConfig, data: TaskData, module: Any, eval_rows: np.ndarray, target: dict[str, Any],
+                 fit_dir: Path) -> None:
+    """Predict the evaluated rows of a fit into ``predictions.tsv`` (rank 0, after training)."""
+    from genomod.finetuning.module import TaskRows, predict
+
+    on_gpu = cfg.distributed.uses_gpu()
+    module.to(torch.device("cuda") if on_gpu else torch.device("cpu"))
+    mean, std = (target["mean"], target["std"]) if target["kind"] == "regression" else (0.0, 1.0)
+    raw = predict(module, TaskRows(data, eval_rows, target_mean=mean, target_std=std), int(cfg.eval["batch_size"]))
+    table = _prediction_table(data, eval_rows, _outputs(target, raw), target)
+    with atomic_path(fit_dir / "predictions.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
 def run_fit(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelConfig, base: dict[str, Any],
             name: str, train_rows: np.ndarray, eval_rows: np.ndarray, save_model_dir: bool,
             extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train one fit (resuming when it has a checkpoint), predict its evaluated rows, save its model if asked."""
     import lightning.pytorch as pl
 
-    from genomod.finetuning.module import TaskDataModule, TaskRows, predict, trainable_counts
-    from genomod.train import make_trainer, uses_gpu
-    from genomod.train.callbacks import RNGState, StepCheckpoint, StepLogWriter
-    from genomod.train.checkpointing import find_resume_checkpoint
+    from genomod.finetuning.module import trainable_counts
 
     fit_dir = cfg.out_dir / "fits" / name
     done_path = fit_dir / "done.json"
@@ -262,48 +306,20 @@ def run_fit(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelCon
     target = _target_card(data, train_rows)
     module = build_module(cfg, data, base_path, mcfg, train_rows, total)
     counts = trainable_counts(module)
-    mean, std = (target["mean"], target["std"]) if target["kind"] == "regression" else (0.0, 1.0)
-    train_set = TaskRows(data, train_rows, seed=int(t["seed"]), rc_augment=bool(cfg.data["rc_augment"]),
-                         target_mean=mean, target_std=std)
-    val_rows = np.intersect1d(eval_rows, data.rows("val")) if cfg.split["method"] != "folds" else eval_rows[:0]
-    val_set = TaskRows(data, val_rows, target_mean=mean, target_std=std) if len(val_rows) else None
-    dm = TaskDataModule(train_set, val_set, int(t["micro_batch_size"]), int(t["grad_accum"]), total,
-                        int(t["num_workers"]))
-    ckpt_dir = fit_dir / "checkpoints"
-    ckpt_io = FinetuneCheckpointIO(module.trainable_names(), {"fit": name, "total_steps": total})
-    ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint["interval"]), int(cfg.checkpoint["keep_last"]), total)
-    step_log = fit_dir / "train_log.jsonl"
-    callbacks = [ckpt_cb, StepLogWriter(step_log), RNGState(), *(extra_callbacks or [])]
-    trainer = make_trainer(fit_dir, cfg.distributed, t["precision"], total, int(t["grad_accum"]),
-                           float(t["grad_clip"]), int(t["val_interval"]), val_set is not None, callbacks, ckpt_io,
-                           bool(cfg.output["progress_bar"]), bool(cfg.output["tensorboard"]),
-                           bool(t["deterministic"]))
-    if trainer.world_size * int(t["micro_batch_size"]) * int(t["grad_accum"]) != cfg.global_batch():
-        raise ConfigError(f"distributed.devices: resolved world size {trainer.world_size} differs from the "
-                          f"configured {cfg.world_size()}")
-    ckpt_path = find_resume_checkpoint(ckpt_dir) if cfg.checkpoint["resume"] == "auto" else None
-    if trainer.is_global_zero:
-        if ckpt_path is not None:
-            log.info("fit %s: resuming from %s", name, ckpt_path)
-            _trim_log(step_log, int(ckpt_path.name[5:]))
-        elif step_log.exists():
-            step_log.unlink()
+    dm = _fit_data(cfg, data, train_rows, eval_rows, target, total)
+    trainer, log_cb, ckpt_path = _fit_trainer(cfg, fit_dir, name, module, total, dm.val_set is not None,
+                                              extra_callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
     if not trainer.is_global_zero:
         return {}
-    on_gpu = uses_gpu(cfg.distributed)
-    module.to(torch.device("cuda") if on_gpu else torch.device("cpu"))
-    raw = predict(module, TaskRows(data, eval_rows, target_mean=mean, target_std=std), int(cfg.eval["batch_size"]))
-    out = _outputs(target, raw)
-    table = _prediction_table(data, eval_rows, out, target)
-    with atomic_path(fit_dir / "predictions.tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    rows = [json.loads(x) for x in step_log.read_text().splitlines() if x.strip()] if step_log.exists() else []
-    losses = [r["loss"] for r in rows if "loss" in r]
+    _predict_fit(cfg, data, module, eval_rows, target, fit_dir)
+    on_gpu = cfg.distributed.uses_gpu()
+    losses = [r["loss"] for r in log_cb.rows if "loss" in r]
     result = {"fit": name, "steps": int(trainer.global_step), "train_rows": int(len(train_rows)),
               "eval_rows": int(len(eval_rows)), "resumed_from": str(ckpt_path) if ckpt_path else None,
               "final_train_loss": losses[-1] if losses else None,
-              "val": [r for r in rows if "val_loss" in r][-1:] or None, "wall_time_s": round(time.time() - t0, 3),
+              "val": [r for r in log_cb.rows if "val_loss" in r][-1:] or None,
+              "wall_time_s": round(time.time() - t0, 3),
               "cpu_time_s": round(time.process_time() - c0, 3), "parameters": counts, "target": target,
               "memory": _peak_memory(on_gpu), "device": _device_name(on_gpu)}
     if save_model_dir:
@@ -312,7 +328,7 @@ def run_fit(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelCon
         result["model_files"] = save_finetuned(module, fit_dir / "model", card, cfg.mode,
                                                bool(cfg.output["save_merged"]), _base_dtype(cfg, mcfg))
     _write_json(done_path, result)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # done: the fit is not resumed again
+    shutil.rmtree(fit_dir / "checkpoints", ignore_errors=True)  # done: the fit is not resumed again
     return result
 
 

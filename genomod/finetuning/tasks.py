@@ -190,6 +190,52 @@ def _dedupe(split: np.ndarray, groups: np.ndarray, order: list[str], mode: str, 
     return drop
 
 
+def _read_sequences(cfg: FinetuneConfig, path: Path, fmt: str) -> tuple[pd.DataFrame, str]:
+    """A frame with id, sequence, label, split from a FASTA (labels in headers) or TSV; the label key for messages."""
+    d, s = cfg.data, cfg.split
+    split_key = s["column"] if s["method"] == "column" else None
+    if fmt == "fasta":
+        return (_read_fasta_records(path, d["label_column"], split_key),
+                f"header key {d['label_column']!r} (data.label_column)")
+    df = _read_tsv(path)
+    _need_column(df, path, d["sequence_column"], "data.sequence_column")
+    _need_column(df, path, d["label_column"], "data.label_column")
+    if split_key:
+        _need_column(df, path, split_key, "split.column")
+    ids = df[d["id_column"]] if d["id_column"] else pd.Series([f"row{i + 1}" for i in range(len(df))])
+    if d["id_column"]:
+        _need_column(df, path, d["id_column"], "data.id_column")
+    df = pd.DataFrame({"id": ids.astype(str).to_numpy(), "sequence": df[d["sequence_column"]].fillna(""),
+                       "label": df[d["label_column"]], "split": df[split_key] if split_key else None})
+    return df, f"column {d['label_column']!r} (data.label_column)"
+
+
+def _split_column(df: pd.DataFrame, path: Path, column: str, name: Any) -> np.ndarray:
+    """The train / val / test split of each row from the split column (``name(i)`` names row i in errors)."""
+    raw = df["split"].astype("string").str.strip().str.lower()
+    bad = ~raw.isin(list(SPLIT_NAMES)).fillna(False)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path}: {name(i)}: split {df['split'].iloc[i]!r} (split.column "
+                         f"{column!r}) is not one of train, val, test")
+    return np.array([SPLIT_NAMES[x] for x in raw], dtype=object)
+
+
+def _sequence_split(s: dict[str, Any], df: pd.DataFrame, ids: list[str], path: Path
+                    ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Split name per record, the split order (for de-duplication) and the folds (method folds only)."""
+    if s["method"] == "column":
+        return _split_column(df, path, s["column"], lambda i: f"record {ids[i]!r}"), list(SPLIT_ORDER), None
+    u = np.array([_record_unit(int(s["seed"]), rid) for rid in ids])
+    if s["method"] == "random":
+        split = np.where(u < s["test_fraction"], "test",
+                         np.where(u < s["test_fraction"] + s["val_fraction"], "val", "train")).astype(object)
+        return split, list(SPLIT_ORDER), None
+    folds = np.minimum((u * int(s["n_folds"])).astype(np.int64), int(s["n_folds"]) - 1)
+    split = np.array([f"fold{k}" for k in folds], dtype=object)
+    return split, [f"fold{k}" for k in range(int(s["n_folds"]))], folds
+
+
 def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     """Read, label, crop, encode and split a sequence task."""
     d, s = cfg.data, cfg.split
@@ -198,22 +244,7 @@ def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     if fmt == "vcf":
         raise ConfigError(f"data.path: {path} is a VCF, but task {cfg.task} reads sequences (FASTA or TSV); use "
                           "task: variant-effect for variants")
-    split_key = s["column"] if s["method"] == "column" else None
-    if fmt == "fasta":
-        df = _read_fasta_records(path, d["label_column"], split_key)
-        label_key = f"header key {d['label_column']!r} (data.label_column)"
-    else:
-        df = _read_tsv(path)
-        _need_column(df, path, d["sequence_column"], "data.sequence_column")
-        _need_column(df, path, d["label_column"], "data.label_column")
-        if split_key:
-            _need_column(df, path, split_key, "split.column")
-        ids = df[d["id_column"]] if d["id_column"] else pd.Series([f"row{i + 1}" for i in range(len(df))])
-        if d["id_column"]:
-            _need_column(df, path, d["id_column"], "data.id_column")
-        df = pd.DataFrame({"id": ids.astype(str).to_numpy(), "sequence": df[d["sequence_column"]].fillna(""),
-                           "label": df[d["label_column"]], "split": df[split_key] if split_key else None})
-        label_key = f"column {d['label_column']!r} (data.label_column)"
+    df, label_key = _read_sequences(cfg, path, fmt)
     y, classes, target, label_map = _labels(df["label"], cfg, path, label_key)
     max_length = int(d["max_length"] or max_seqlen)
     if max_length > max_seqlen:
@@ -228,26 +259,7 @@ def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     tokens = [_crop(encode(seq), max_length, d["crop"]) for seq in df["sequence"]]
     groups = np.array([_digest(t) for t in tokens], dtype=object)
     ids = df["id"].astype(str).tolist()
-    folds = None
-    if s["method"] == "column":
-        raw = df["split"].astype("string").str.strip().str.lower()
-        bad = ~raw.isin(list(SPLIT_NAMES)).fillna(False)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path}: record {ids[i]!r}: split {df['split'].iloc[i]!r} (split.column "
-                             f"{s['column']!r}) is not one of train, val, test")
-        split = np.array([SPLIT_NAMES[x] for x in raw], dtype=object)
-        order = list(SPLIT_ORDER)
-    elif s["method"] == "random":
-        u = np.array([_record_unit(int(s["seed"]), rid) for rid in ids])
-        split = np.where(u < s["test_fraction"], "test",
-                         np.where(u < s["test_fraction"] + s["val_fraction"], "val", "train")).astype(object)
-        order = list(SPLIT_ORDER)
-    else:
-        u = np.array([_record_unit(int(s["seed"]), rid) for rid in ids])
-        folds = np.minimum((u * int(s["n_folds"])).astype(np.int64), int(s["n_folds"]) - 1)
-        split = np.array([f"fold{k}" for k in folds], dtype=object)
-        order = [f"fold{k}" for k in range(int(s["n_folds"]))]
+    split, order, folds = _sequence_split(s, df, ids, path)
     drop = _dedupe(split, groups, order, s["duplicates"], ids)
     counts["dropped_duplicates"] = int(drop.sum())
     within = pd.Series(groups[~drop]).duplicated().sum()
@@ -311,10 +323,40 @@ def _read_variants(cfg: FinetuneConfig, path: Path, fmt: str) -> tuple[pd.DataFr
     return out, f"column {col!r} ({key})", col
 
 
+def _variant_windows(ref: Any, df: pd.DataFrame, contigs: list[str], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and alternative token windows (N, window) around each variant."""
+    from genomod.scoring.exact import build_site
+
+    ref_tok = np.empty((len(df), window), dtype=np.int64)
+    alt_tok = np.empty((len(df), window), dtype=np.int64)
+    for i, (row, contig) in enumerate(zip(df.itertuples(index=False), contigs)):
+        site = build_site(ref.fetch, contig, int(row.pos) - 1, [(row.ref.upper(), row.alt.upper())], window,
+                          ref.lengths[contig])
+        ref_tok[i], alt_tok[i] = site.ref_tokens, site.alt_tokens[0]
+    return ref_tok, alt_tok
+
+
+def _variant_split(s: dict[str, Any], df: pd.DataFrame, groups: np.ndarray, ids: list[str], path: Path
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split name per variant and the folds (method folds: grouped by genomic block); a column split must keep
+    each block in one split."""
+    if s["method"] == "folds":
+        from genomod.heads.cv import grouped_folds
+
+        folds = grouped_folds(groups, int(s["n_folds"]), int(s["seed"]))
+        return np.array([f"fold{k}" for k in folds], dtype=object), folds
+    split = _split_column(df, path, s["column"], lambda i: f"variant {ids[i]}")
+    for g, sub in pd.DataFrame({"g": groups, "s": split}).groupby("g")["s"]:
+        if sub.nunique() > 1:
+            raise InputError(f"{path}: genomic block {g} (split.block_size {s['block_size']}) has variants in "
+                             f"{', '.join(sorted(sub.unique()))}: neighbouring variants share their context, "
+                             "so keep each block in one split")
+    return split, None
+
+
 def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     """Read, label, window, encode and split (by genomic block) a variant-effect task."""
     from genomod.io import ReferenceGenome
-    from genomod.scoring.exact import build_site
 
     d, s = cfg.data, cfg.split
     path = cfg.data_path
@@ -350,12 +392,7 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     df = df[keep].reset_index(drop=True)
     y = y[keep]
     contigs = [c for c, k in zip(contigs, keep) if k]
-    ref_tok = np.empty((len(df), window), dtype=np.int64)
-    alt_tok = np.empty((len(df), window), dtype=np.int64)
-    for i, (row, contig) in enumerate(zip(df.itertuples(index=False), contigs)):
-        site = build_site(ref.fetch, contig, int(row.pos) - 1, [(row.ref.upper(), row.alt.upper())], window,
-                          ref.lengths[contig])
-        ref_tok[i], alt_tok[i] = site.ref_tokens, site.alt_tokens[0]
+    ref_tok, alt_tok = _variant_windows(ref, df, contigs, window)
     block = int(s["block_size"])
     if len(set(contigs)) == 1:  # one contig: the block ids of genomod.heads (pos // block), hence its folds
         from genomod.heads.cv import genomic_blocks
@@ -364,25 +401,7 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     else:
         groups = np.array([f"{c}:{p // block}" for c, p in zip(contigs, df["pos"].to_numpy())], dtype=object)
     ids = df["id"].astype(str).tolist()
-    folds = None
-    if s["method"] == "folds":
-        from genomod.heads.cv import grouped_folds
-
-        folds = grouped_folds(groups, int(s["n_folds"]), int(s["seed"]))
-        split = np.array([f"fold{k}" for k in folds], dtype=object)
-    else:
-        raw = df["split"].astype("string").str.strip().str.lower()
-        bad = ~raw.isin(list(SPLIT_NAMES)).fillna(False)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path}: variant {ids[i]}: split {df['split'].iloc[i]!r} (split.column "
-                             f"{s['column']!r}) is not one of train, val, test")
-        split = np.array([SPLIT_NAMES[x] for x in raw], dtype=object)
-        for g, sub in pd.DataFrame({"g": groups, "s": split}).groupby("g")["s"]:
-            if sub.nunique() > 1:
-                raise InputError(f"{path}: genomic block {g} (split.block_size {block}) has variants in "
-                                 f"{', '.join(sorted(sub.unique()))}: neighbouring variants share their context, "
-                                 "so keep each block in one split")
+    split, folds = _variant_split(s, df, groups, ids, path)
     data = TaskData(cfg.task, target, ids, y, classes, split, folds, groups, ref_tokens=ref_tok,
                     alt_tokens=alt_tok, variants=df[["chrom", "pos", "ref", "alt"]].copy(), label_map=label_map)
     data.files = [{"path": str(path), "sha256": file_digest(path), "format": fmt},

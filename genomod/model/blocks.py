@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from genomod.model.config import ModelConfig
 from genomod.model.hyena import HYENA_OPERATORS, HyenaOperator, LayerState
@@ -48,7 +49,31 @@ class GatedMLP(nn.Module):
         return self.l3(self.act(self.l1(x)) * self.l2(x))
 
 
-class HyenaBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """A layer of the stack: ``forward(u, state, use_cache, offset) -> (u', new state)``.
+
+    With ``checkpoint_activations`` set (``HybridModel.set_activation_checkpointing``) a training forward without
+    cache recomputes the block's activations in backward (torch.utils.checkpoint); parameter names are unchanged.
+    """
+
+    checkpoint_activations: bool = False
+
+    def forward(self, u: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
+                offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
+        """The block on ``u`` (B, L, D), continuing from ``state``; recomputed in backward when checkpointing."""
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled() and not use_cache \
+                and not state:
+            out = torch_checkpoint(lambda x: self.block_forward(x, None, False, offset)[0], u, use_reentrant=False)
+            return out, None
+        return self.block_forward(u, state, use_cache, offset)
+
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
+                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
+        """The block's computation (subclasses)."""
+        raise NotImplementedError
+
+
+class HyenaBlock(ResidualBlock):
     """Pre-norm residual block: ``u + out(HyenaOperator(proj(norm u)))`` then ``+ MLP(norm)``."""
 
     def __init__(self, cfg: ModelConfig, layer_idx: int, kind: str) -> None:
@@ -61,8 +86,8 @@ class HyenaBlock(nn.Module):
         self.out_filter_dense = nn.Linear(d, d, bias=cfg.hyena_out_proj_bias)
         self.mlp = GatedMLP(cfg, layer_idx)
 
-    def forward(self, u: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
-                offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
+                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
         z, new = self.filter(self.projections(self.pre_norm(u)), state, use_cache)
         u = self.out_filter_dense(z) + u
         return self.mlp(self.post_norm(u)) + u, new
@@ -121,7 +146,7 @@ class MHA(nn.Module):
         return self.out_proj(out), ({"k": k.detach(), "v": v.detach()} if use_cache else None)
 
 
-class AttentionBlock(nn.Module):
+class AttentionBlock(ResidualBlock):
     """Pre-norm residual attention block followed by the gated MLP (vortex ``AttentionBlock``)."""
 
     def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
@@ -132,14 +157,14 @@ class AttentionBlock(nn.Module):
         self.inner_mha_cls = MHA(cfg)
         self.mlp = GatedMLP(cfg, layer_idx)
 
-    def forward(self, u: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
-                offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
+                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
         a, new = self.inner_mha_cls(self.pre_norm(u), state, use_cache, offset)
         u = a + u
         return self.mlp(self.post_norm(u)) + u, new
 
 
-def make_block(cfg: ModelConfig, layer_idx: int) -> nn.Module:
+def make_block(cfg: ModelConfig, layer_idx: int) -> ResidualBlock:
     """The block for layer ``layer_idx`` by its kind in ``cfg.layer_types``."""
     kind = cfg.layer_types[layer_idx]
     return AttentionBlock(cfg, layer_idx) if kind == "MHA" else HyenaBlock(cfg, layer_idx, kind)

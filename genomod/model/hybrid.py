@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -68,12 +69,20 @@ class HybridModel(nn.Module):
         self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.num_layers)])
         self.norm = RMSNorm(d, config.norm_eps) if config.final_norm else nn.Identity()
         self.unembed = None if config.tie_embeddings else nn.Linear(d, config.vocab_size, bias=False)
+        # the checkpoint the weights came from (set by ``load_model``; None for new or since-changed weights)
+        self.checkpoint_info: dict[str, Any] | None = None
         if not any(p.is_meta for p in self.parameters()):
             init_weights(self, config)
 
     # ------------------------------------------------------------------------------------------
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> HybridModel:
+        """Recompute each block's activations in backward instead of storing them (training forwards only)."""
+        for block in self.blocks:
+            block.checkpoint_activations = enabled
+        return self
 
     def to_dtype(self, dtype: str | torch.dtype) -> HybridModel:
         """Cast weights to ``dtype`` but keep LI poles/residues in float32 (needed at long lengths)."""

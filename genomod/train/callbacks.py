@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import numpy as np
@@ -24,14 +24,14 @@ class StepCheckpoint(pl.Callback):
 
     def __init__(self, ckpt_dir: Path, interval: int, keep_last: int, total_steps: int) -> None:
         self.ckpt_dir, self.interval, self.keep_last, self.total_steps = ckpt_dir, interval, keep_last, total_steps
-        self._saved_step = -1
+        self.saved_step = -1  # the step of ``last_path``, the newest checkpoint this run wrote
         self.last_path: Path | None = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         """Checkpoint at step boundaries (all ranks call save_checkpoint; rank 0 writes)."""
         step = trainer.global_step
-        if step == self._saved_step or step == 0:
+        if step == self.saved_step or step == 0:
             return
         if step % self.interval == 0 or step >= self.total_steps:
             self.save(trainer, step)
@@ -40,37 +40,75 @@ class StepCheckpoint(pl.Callback):
         """Write ``step_<step>`` now and prune old ones."""
         path = self.ckpt_dir / checkpoint_name(step)
         trainer.save_checkpoint(path)
-        self._saved_step, self.last_path = step, path
+        self.saved_step, self.last_path = step, path
         if trainer.is_global_zero:
             prune_checkpoints(self.ckpt_dir, self.keep_last)
         trainer.strategy.barrier("genomod-checkpoint")
         return path
 
+    def save_last(self, trainer: pl.Trainer) -> Path:
+        """Make sure the trainer's current step is checkpointed (after fit); returns its folder."""
+        if self.saved_step != trainer.global_step or self.last_path is None:
+            return self.save(trainer, trainer.global_step)
+        return self.last_path
+
+
+class RecordsSteps(Protocol):
+    """What ``StepLogWriter`` reads from the LightningModule (PretrainModule, FinetuneModule)."""
+
+    step_log: list[dict[str, float]]  # one row per optimizer step, appended in on_before_optimizer_step
+    last_val: dict[str, float]  # the latest validation result ({} before the first)
+
 
 class StepLogWriter(pl.Callback):
-    """Append one JSON line per optimizer step (and per validation) to ``train_log.jsonl`` on rank 0."""
+    """Append one JSON line per optimizer step (and per validation) to ``train_log.jsonl`` on rank 0.
+
+    ``rows`` holds every row of the file in memory (those kept from before a resume, see ``start``), so that the
+    run's summary needs not read the file back.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.rows: list[dict[str, Any]] = []
         self._written = 0
 
-    def _write(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
+    def start(self, resume_step: int | None) -> None:
+        """Rank 0, before fit: keep the rows up to ``resume_step`` (later ones are recomputed) or, for a new run
+        (None), drop an old log."""
+        self.rows = []
+        if resume_step is None or not self.path.is_file():
+            self.path.unlink(missing_ok=True)
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("step", 0) <= resume_step:
+                self.rows.append(row)
+                kept.append(line + "\n")
+        self.path.write_text("".join(kept))
+
+    def write(self, trainer: pl.Trainer, row: dict[str, Any]) -> None:
+        """Append ``row`` (rank 0 only)."""
         if trainer.is_global_zero:
+            self.rows.append(row)
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: RecordsSteps, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         """Write the step rows the module recorded since the last call."""
-        rows = getattr(pl_module, "step_log", [])
+        rows = pl_module.step_log
         for row in rows[self._written:]:
-            self._write(trainer, row)
+            self.write(trainer, row)
         self._written = len(rows)
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: RecordsSteps) -> None:
         """Write the validation result."""
-        if getattr(pl_module, "last_val", None) and not trainer.sanity_checking:
-            self._write(trainer, dict(pl_module.last_val))
+        if pl_module.last_val and not trainer.sanity_checking:
+            self.write(trainer, dict(pl_module.last_val))
 
 
 class RNGState(pl.Callback):

@@ -22,7 +22,34 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from genomod.errors import ConfigError
 from genomod.tokenizer import reverse_complement
+
+
+def check_shards(shards: list[str], window: int) -> None:
+    """Each shard folder has readable ``train.h5`` and ``val.h5`` with stored windows of >= ``window`` tokens;
+    ConfigError naming ``data.shards`` or ``data.window`` otherwise."""
+    for s in shards:
+        for split in ("train.h5", "val.h5"):
+            if not (Path(s) / split).is_file():
+                raise ConfigError(f"data.shards: {s}: no {split} (make shards with python -m data_prep.make_shards)")
+    for s in shards:
+        for split in ("train.h5", "val.h5"):
+            _check_tokens(Path(s) / split, window)
+
+
+def _check_tokens(path: Path, window: int) -> None:
+    try:
+        with h5py.File(path, "r") as h5:
+            if "tokens" not in h5:
+                raise ConfigError(f"data.shards: {path}: no 'tokens' dataset")
+            shape = h5["tokens"].shape
+    except OSError as exc:
+        raise ConfigError(f"data.shards: {path}: unreadable HDF5 ({exc})") from None
+    if len(shape) != 2 or (path.name == "train.h5" and shape[0] == 0):
+        raise ConfigError(f"data.shards: {path}: empty or malformed tokens {shape}")
+    if shape[1] < window:
+        raise ConfigError(f"data.window: {window} is longer than the stored windows ({shape[1]}) in {path}")
 
 
 class ShardWindows(Dataset):

@@ -9,9 +9,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from genomod.model import HybridModel, ModelConfig
+from genomod.train.config import TrainArgs
 
 
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,38 +78,19 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _checkpointed_forward(block: torch.nn.Module, plain: Any) -> Any:
-    def forward(u: torch.Tensor, state: Any = None, use_cache: bool = False, offset: int = 0) -> Any:
-        if block.training and torch.is_grad_enabled() and not use_cache and not state:
-            out = torch_checkpoint(lambda x: plain(x, None, False, offset)[0], u, use_reentrant=False)
-            return out, None
-        return plain(u, state, use_cache, offset)
-
-    return forward
-
-
-def enable_activation_checkpointing(model: HybridModel) -> None:
-    """Recompute each block's activations in backward (torch.utils.checkpoint); parameter names unchanged."""
-    for block in model.blocks:
-        if not getattr(block, "_genomod_ckpt", False):
-            block.forward = _checkpointed_forward(block, block.forward)
-            block._genomod_ckpt = True
-
-
 class PretrainModule(pl.LightningModule):
     """Next-token pretraining of ``HybridModel``; logs loss, ppl, lr, grad norm, tokens/s per optimizer step."""
 
-    def __init__(self, model_config: ModelConfig, train_cfg: dict[str, Any], total_steps: int,
+    def __init__(self, model_config: ModelConfig, args: TrainArgs, total_steps: int,
                  init_weights: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
-        self.model_config, self.cfg, self.total_steps = model_config, dict(train_cfg), total_steps
+        self.model_config, self.train_args, self.total_steps = model_config, args, total_steps
         self.model = HybridModel(model_config)
         if init_weights is not None:
             self.model.load_state_dict(init_weights)
-        if self.cfg.get("max_log_pole") is not None:
-            clamp_log_poles(self.model, float(self.cfg["max_log_pole"]))
-        if self.cfg.get("activation_checkpointing"):
-            enable_activation_checkpointing(self.model)
+        if args.max_log_pole is not None:
+            clamp_log_poles(self.model, float(args.max_log_pole))
+        self.model.set_activation_checkpointing(args.activation_checkpointing)
         self._acc_loss: list[torch.Tensor] = []
         self._t0 = time.perf_counter()
         self._tokens_since = 0
@@ -142,7 +123,7 @@ class PretrainModule(pl.LightningModule):
         if loss.is_cuda:
             row["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self.step_log.append(row)
-        log_now = step % int(self.cfg.get("log_interval", 1)) == 0 or step == self.total_steps
+        log_now = step % self.train_args.log_interval == 0 or step == self.total_steps
         if log_now:
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
@@ -152,7 +133,7 @@ class PretrainModule(pl.LightningModule):
         modal filter never grows with distance (one-pass and cached/chunked forwards then agree at any length).
         Done here, not in ``on_train_batch_end``, so that a checkpoint taken after the step holds clamped weights."""
         super().optimizer_step(*args, **kwargs)
-        bound = self.cfg.get("max_log_pole")
+        bound = self.train_args.max_log_pole
         if bound is not None:
             clamp_log_poles(self.model, float(bound))
 
@@ -174,9 +155,9 @@ class PretrainModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW with warmup + cosine, stepped every optimizer step."""
-        c = self.cfg
-        opt = torch.optim.AdamW(param_groups(self.model, float(c["weight_decay"])), lr=float(c["lr"]),
-                                betas=tuple(c["betas"]), eps=float(c["eps"]))
-        warmup, total, ratio = int(c["warmup_steps"]), self.total_steps, float(c["min_lr_ratio"])
+        a = self.train_args
+        opt = torch.optim.AdamW(param_groups(self.model, float(a.weight_decay)), lr=float(a.lr),
+                                betas=(float(a.betas[0]), float(a.betas[1])), eps=float(a.eps))
+        warmup, total, ratio = int(a.warmup_steps), self.total_steps, float(a.min_lr_ratio)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total, ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
