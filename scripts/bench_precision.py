@@ -146,6 +146,37 @@ def _child(settings: dict[str, Any], name: str, scores_path: str) -> dict[str, A
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def add_comparisons(results: list[dict[str, Any]], scores: dict[str, dict[str, np.ndarray]], df: Any) -> None:
+    """Per config and mode: AUROC, and against fp32 the score differences, Spearman and speed ratio (in place)."""
+    for row in results:
+        name = row["config"]
+        for mode in ("fast", "exact"):
+            if name not in scores or mode not in scores[name]:
+                continue
+            s = scores[name][mode]
+            row[mode]["auroc_lof_vs_rest"] = lof_auroc(df, s)
+            if "fp32" in scores and name != "fp32":
+                row[mode].update(compare(s, scores["fp32"][mode]))
+                fp32_rate = next(r for r in results if r["config"] == "fp32")[mode]["variants_per_s"]
+                if fp32_rate and row[mode]["variants_per_s"]:
+                    row[mode]["speed_vs_fp32"] = row[mode]["variants_per_s"] / fp32_rate
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """One tab-separated line per config and mode."""
+    cols = ["config", "mode", "variants_per_s", "speed_vs_fp32", "max_abs_diff", "p99_abs_diff",
+            "spearman_vs_fp32", "auroc_lof_vs_rest"]
+    print("\t".join(cols + ["weights_MiB", "peak_rss_MiB"]))
+    for row in results:
+        for mode in ("fast", "exact"):
+            if mode in row:
+                vals = [row["config"], mode] + [row[mode].get(c) for c in cols[2:]]
+                vals += [row["weights_bytes"] / 2**20, row["peak_rss_bytes"] / 2**20]
+                print("\t".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in vals))
+        if "error" in row:
+            print(f"{row['config']}\terror: {row['error']}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Parse arguments, run each config in a subprocess, compare with fp32, print and write JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,18 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                     scores[name] = {k: z[k] for k in z.files}
             results.append(row)
             print(f"{name}: {row.get('error') or 'done'}", flush=True)
-    for row in results:
-        name = row["config"]
-        for mode in ("fast", "exact"):
-            if name not in scores or mode not in scores[name]:
-                continue
-            s = scores[name][mode]
-            row[mode]["auroc_lof_vs_rest"] = lof_auroc(df, s)
-            if "fp32" in scores and name != "fp32":
-                row[mode].update(compare(s, scores["fp32"][mode]))
-                fp32_rate = next(r for r in results if r["config"] == "fp32")[mode]["variants_per_s"]
-                if fp32_rate and row[mode]["variants_per_s"]:
-                    row[mode]["speed_vs_fp32"] = row[mode]["variants_per_s"] / fp32_rate
+    add_comparisons(results, scores, df)
     gpu = device.type == "cuda"
     report = {
         "benchmark": "bench_precision",
@@ -218,17 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "load_average_after": list(os.getloadavg()),
         "results": results,
     }
-    cols = ["config", "mode", "variants_per_s", "speed_vs_fp32", "max_abs_diff", "p99_abs_diff",
-            "spearman_vs_fp32", "auroc_lof_vs_rest"]
-    print("\t".join(cols + ["weights_MiB", "peak_rss_MiB"]))
-    for row in results:
-        for mode in ("fast", "exact"):
-            if mode in row:
-                vals = [row["config"], mode] + [row[mode].get(c) for c in cols[2:]]
-                vals += [row["weights_bytes"] / 2**20, row["peak_rss_bytes"] / 2**20]
-                print("\t".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in vals))
-        if "error" in row:
-            print(f"{row['config']}\terror: {row['error']}")
+    print_table(results)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp_out:
         tmp_out.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -295,6 +295,35 @@ def _fit_time(points: list[tuple[int, float]]) -> Callable[[int], float]:
     return lambda n: a * n + b * n * n
 
 
+def _timed_forward(model: Any, bases: torch.Tensor, length: int, chunked: bool, chunk: int,
+                   device: torch.device) -> dict[str, Any]:
+    """One random-sequence forward (or chunked log-likelihood pass) of ``length`` tokens: seconds, peak memory."""
+    cuda = device.type == "cuda"
+    tokens = bases[torch.randint(0, 4, (1, length), device=device)]
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    rec: dict[str, Any] = {"length": length, "path": "chunked log_likelihoods" if chunked else "forward"}
+    try:
+        with torch.inference_mode():
+            if not chunked:
+                model(tokens[:, : min(length, 1024)])  # warm-up: kernel compilation, allocator
+                _sync(device)
+            t0 = time.perf_counter()
+            if chunked:
+                model.log_likelihoods(tokens, chunk_size=chunk)
+            else:
+                model(tokens)
+            _sync(device)
+            sec = time.perf_counter() - t0
+        rec.update(status="ok", seconds=sec, tokens_per_s=length / sec)
+    except torch.OutOfMemoryError as exc:
+        rec.update(status="oom", error=str(exc).splitlines()[0])
+    if cuda:
+        rec["peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        torch.cuda.empty_cache()
+    return rec
+
+
 def step_evo2_forward(device: torch.device, shape: dict[str, Any], remaining: Callable[[], float],
                       reserve_s: float) -> dict[str, Any]:
     """Random-weight Evo 2 7B shape in bf16: no-cache forward at ``short``, chunked at ``fit`` then ``long``."""
@@ -318,29 +347,7 @@ def step_evo2_forward(device: torch.device, shape: dict[str, Any], remaining: Ca
     bases = torch.tensor([65, 67, 71, 84], device=device)
 
     def run(length: int, chunked: bool) -> dict[str, Any]:
-        tokens = bases[torch.randint(0, 4, (1, length), device=device)]
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        rec: dict[str, Any] = {"length": length, "path": "chunked log_likelihoods" if chunked else "forward"}
-        try:
-            with torch.inference_mode():
-                if not chunked:
-                    model(tokens[:, : min(length, 1024)])  # warm-up: kernel compilation, allocator
-                    _sync(device)
-                t0 = time.perf_counter()
-                if chunked:
-                    model.log_likelihoods(tokens, chunk_size=shape["chunk"])
-                else:
-                    model(tokens)
-                _sync(device)
-                sec = time.perf_counter() - t0
-            rec.update(status="ok", seconds=sec, tokens_per_s=length / sec)
-        except torch.OutOfMemoryError as exc:
-            rec.update(status="oom", error=str(exc).splitlines()[0])
-        if cuda:
-            rec["peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
-            torch.cuda.empty_cache()
-        return rec
+        return _timed_forward(model, bases, length, chunked, shape["chunk"], device)
 
     out["lengths"].append(run(shape["short"], chunked=False))
     points: list[tuple[int, float]] = []
