@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from genomod.errors import DeviceError, InputError, check_terminated
 
@@ -138,3 +138,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def progress_bar(*columns: Any, enabled: bool = True, remaining: bool = True) -> Any:
+    """A rich ``Progress`` on stderr: ``columns`` (text or rich columns), then a bar, done/total, elapsed and
+    (``remaining``) time left; shown only on a terminal and when ``enabled``, so logs and pipes stay clean."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    head = [TextColumn(c) if isinstance(c, str) else c for c in columns]
+    tail = [TimeRemainingColumn()] if remaining else []
+    return Progress(*head, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), *tail, console=console,
+                    disable=not (enabled and console.is_terminal))

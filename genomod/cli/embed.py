@@ -16,28 +16,10 @@ from genomod.errors import ConfigError
 @contextlib.contextmanager
 def _progress(total: int) -> Iterator[Callable[[str, int], None]]:
     """A rich bar over model chunks (stderr, only on a terminal) showing the region and bases/s."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from genomod.utils import progress_bar
 
-    console = Console(stderr=True)
     start, done = time.perf_counter(), [0]
-    with Progress(
-        TextColumn("embedding {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as prog:
+    with progress_bar("embedding {task.description}", "chunks {task.fields[rate]}") as prog:
         task = prog.add_task("", total=total, rate="")
 
         def advance(region: str, tokens: int) -> None:

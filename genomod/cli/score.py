@@ -57,19 +57,9 @@ class _Rate:
 
 @contextlib.contextmanager
 def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from genomod.utils import progress_bar
 
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as prog:
+    with progress_bar("scoring", _Rate(), remaining=False) as prog:
         task = prog.add_task("score", total=total)
         yield lambda n: prog.advance(task, n)
 

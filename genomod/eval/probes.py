@@ -285,12 +285,9 @@ def _progress(label: str, total: int, enabled: bool = True) -> Iterator[Callable
     if not enabled:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from genomod.utils import progress_bar
 
-    console = Console(stderr=True)
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  disable=not console.is_terminal) as prog:
+    with progress_bar(label, remaining=False) as prog:
         task = prog.add_task(label, total=total)
         yield lambda n: prog.advance(task, n)
 

@@ -15,13 +15,12 @@ from typing import Any
 
 from genomod.errors import ConfigError, ModelError
 from genomod.train.config import (
-    PRECISIONS,
     DistributedArgs,
     apply_overrides,
-    check_betas,
     check_bool,
     check_choice,
     check_num,
+    check_optimization,
     fail,
     merge_sections,
     read_config_file,
@@ -306,30 +305,14 @@ def _check_head(cfg: FinetuneConfig) -> None:
 def _check_train(cfg: FinetuneConfig) -> None:
     """``train``."""
     tr = cfg.train
-    check_num(tr, "train", "micro_batch_size", int, lo=1)
-    check_num(tr, "train", "grad_accum", int, lo=1)
-    check_num(tr, "train", "lr", float, lo=0, lo_open=True)
+    check_optimization(tr)
     check_num(tr, "train", "head_lr", float, lo=0, lo_open=True)
-    tr["betas"] = check_betas(tr["betas"], "train.betas")
-    check_num(tr, "train", "eps", float, lo=0, lo_open=True)
-    check_num(tr, "train", "weight_decay", float, lo=0)
-    check_num(tr, "train", "warmup_steps", int, lo=0)
-    check_num(tr, "train", "min_lr_ratio", float, lo=0, hi=1)
     check_num(tr, "train", "epochs", float, lo=0, lo_open=True)
     check_num(tr, "train", "max_steps", int, lo=1, allow_none=True)
-    check_num(tr, "train", "grad_clip", float, lo=0)
     check_choice(tr, "train", "class_weight", ("none", "balanced"))
     if tr["class_weight"] == "balanced" and cfg.task == "sequence-regression":
         fail("train.class_weight", "not used by regression tasks")
-    check_num(tr, "train", "seed", int, lo=0)
-    tr["precision"] = str(tr["precision"])
-    check_choice(tr, "train", "precision", PRECISIONS)
     check_choice(tr, "train", "base_dtype", ("auto", "float32", "bfloat16", "float16"))
-    check_bool(tr, "train", "activation_checkpointing")
-    check_num(tr, "train", "max_log_pole", float, allow_none=True)
-    check_num(tr, "train", "val_interval", int, lo=1)
-    check_num(tr, "train", "log_interval", int, lo=1)
-    check_bool(tr, "train", "deterministic")
     check_num(tr, "train", "num_workers", int, lo=0)
 
 

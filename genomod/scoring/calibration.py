@@ -603,20 +603,9 @@ def _sample(sources: list[_Source], index: Any, n_sites: int, seed: int,
 # -- building ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from genomod.utils import progress_bar
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console,
-                  disable=not (enabled and console.is_terminal)) as prog:
+    with progress_bar("{task.description}", enabled=enabled) as prog:
 
         def task(description: str, total: int | None) -> Callable[[int], None]:
             t = prog.add_task(description, total=total)

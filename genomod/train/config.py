@@ -160,27 +160,33 @@ class TrainArgs:
     def validate(self) -> None:
         """Check every value (betas become floats, precision a string)."""
         v = vars(self)
-        check_num(v, "train", "micro_batch_size", int, lo=1)
-        check_num(v, "train", "grad_accum", int, lo=1)
-        check_num(v, "train", "lr", float, lo=0, lo_open=True)
-        self.betas = check_betas(self.betas, "train.betas")
-        check_num(v, "train", "eps", float, lo=0, lo_open=True)
-        check_num(v, "train", "weight_decay", float, lo=0)
-        check_num(v, "train", "warmup_steps", int, lo=0)
-        check_num(v, "train", "min_lr_ratio", float, lo=0, hi=1)
+        check_optimization(v)
         check_num(v, "train", "max_steps", int, lo=1, allow_none=True)
         check_num(v, "train", "max_tokens", int, lo=1, allow_none=True)
         if (self.max_steps is None) == (self.max_tokens is None):
             fail("train.max_steps", "set exactly one of train.max_steps and train.max_tokens")
-        check_num(v, "train", "grad_clip", float, lo=0)
-        check_num(v, "train", "max_log_pole", float, allow_none=True)
-        check_num(v, "train", "seed", int, lo=0)
-        self.precision = str(self.precision)
-        check_choice(v, "train", "precision", PRECISIONS)
-        check_bool(v, "train", "activation_checkpointing")
-        check_bool(v, "train", "deterministic")
-        check_num(v, "train", "val_interval", int, lo=1)
-        check_num(v, "train", "log_interval", int, lo=1)
+
+
+def check_optimization(v: dict[str, Any]) -> None:
+    """The ``train`` keys pretraining and fine-tuning share: batch, optimizer, schedule, precision, logging
+    (in place: betas become floats, precision a string)."""
+    check_num(v, "train", "micro_batch_size", int, lo=1)
+    check_num(v, "train", "grad_accum", int, lo=1)
+    check_num(v, "train", "lr", float, lo=0, lo_open=True)
+    v["betas"] = check_betas(v["betas"], "train.betas")
+    check_num(v, "train", "eps", float, lo=0, lo_open=True)
+    check_num(v, "train", "weight_decay", float, lo=0)
+    check_num(v, "train", "warmup_steps", int, lo=0)
+    check_num(v, "train", "min_lr_ratio", float, lo=0, hi=1)
+    check_num(v, "train", "grad_clip", float, lo=0)
+    check_num(v, "train", "max_log_pole", float, allow_none=True)
+    check_num(v, "train", "seed", int, lo=0)
+    v["precision"] = str(v["precision"])
+    check_choice(v, "train", "precision", PRECISIONS)
+    check_bool(v, "train", "activation_checkpointing")
+    check_bool(v, "train", "deterministic")
+    check_num(v, "train", "val_interval", int, lo=1)
+    check_num(v, "train", "log_interval", int, lo=1)
 
 
 @dataclass
