@@ -231,6 +231,8 @@ def _probe_lines() -> list[str]:
 
     lines.append("| nonsense vs synonymous SNVs in ORFs, AUROC | " +
                  " | ".join(cell(k, "nonsense") for k in runs) + " |")
+    lines.append("| ... the same ORFs cut into 60-180 bp exons by held-out introns, AUROC | " +
+                 " | ".join(cell(k, "exon_nonsense") for k in runs) + " |")
     lines.append("| canonical GT/AG vs intronic +5..+20 SNVs, AUROC | " +
                  " | ".join(cell(k, "splice") for k in runs) + " |")
     for site in ("donor", "acceptor"):

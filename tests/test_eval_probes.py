@@ -242,6 +242,35 @@ def test_oracle_score_fn_gives_auroc_one() -> None:
     assert r["overall"]["auroc"] == 0.5
 
 
+def test_spliced_orf_keeps_the_mrna_and_frame() -> None:
+    """Removing the inserted introns gives back the mRNA; exons inside the CDS are 60-180 bp; each insert is a
+    whole held-out intron; nonsense/synonymous SNVs land on the same bases (an oracle still scores 1.0)."""
+    rng = random.Random(3)
+    orfs = make_orfs(rng, n=4, codons=150)
+    introns = P.held_out_introns(make_splice(rng, 5))
+    assert len(introns) == 5 and all(i[:2] == "GT" and i[-2:] == "AG" and len(i) == 64 for i in introns)
+    gen = np.random.default_rng(0)
+    for orf in orfs:
+        gene, offsets = P.spliced_orf(orf, introns, gen)
+        assert "".join(gene[o] for o in offsets) == orf.seq and len(gene) > len(orf.seq)
+        jumps = np.flatnonzero(np.diff(offsets) > 1)  # last mRNA base before each intron
+        assert len(jumps) >= 2 and all(gene[offsets[j] + 1 : offsets[j + 1]] in introns for j in jumps)
+        exon_lens = np.diff(np.concatenate([[orf.cds_start - 1], jumps]))
+        assert (exon_lens >= 60).all() and (exon_lens <= 180).all()
+        assert orf.cds_end - 1 - jumps[-1] >= 60  # the last cut leaves at least one minimum exon of CDS
+
+    def oracle(variants, seqs):
+        assert all(seqs[v.record][v.pos] == v.ref for v in variants)
+        return np.array([-5.0 if v.label == 1 else 0.0 for v in variants])
+
+    r = P.exon_nonsense_probe(None, orfs, make_splice(rng), score_fn=oracle, n_boot=20, progress=False)
+    plain = P.nonsense_probe(None, orfs, score_fn=oracle, n_boot=0, progress=False)
+    assert r["overall"]["auroc"] == 1.0 and r["n_introns"] == 3
+    assert r["overall"]["n_pos"] == plain["overall"]["n_pos"] and r["overall"]["n_neg"] == plain["overall"]["n_neg"]
+    with pytest.raises(InputError, match="whole GT..AG introns"):
+        P.exon_nonsense_probe(None, orfs, make_splice(rng)[-1:], score_fn=oracle, progress=False)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def write_probe_dir(d: Path, markov: bool = True) -> Path:
     rng = random.Random(7)
@@ -274,9 +303,9 @@ def test_run_probes_tiny_model(probe_env: Path) -> None:
     model = tiny_test_model(0)
     res = P.run_probes(model, probe_env / "probes", window=64, n_boot=20, progress=False)
     json.dumps(res, allow_nan=False)
-    assert set(res["probes"]) == {"nonsense", "splice", "perplexity"} and res["skipped"] == {}
+    assert set(res["probes"]) == {"nonsense", "exon_nonsense", "splice", "perplexity"} and res["skipped"] == {}
     assert res["settings"]["window"] == 64 and res["settings"]["rc"] is True
-    for name in ("nonsense", "splice"):
+    for name in ("nonsense", "exon_nonsense", "splice"):
         m = res["probes"][name]["overall"]
         assert 0.0 <= m["auroc"] <= 1.0 and m["n_missing"] == 0 and m["n_pos"] > 0 and m["n_neg"] > 0
     assert set(res["probes"]["splice"]["by_site"]) == {"donor", "acceptor"}
@@ -340,9 +369,9 @@ def test_cli_probes(probe_env: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert rc == 0, text
     res = json.loads((out / "probes.json").read_text())
-    assert set(res["probes"]) == {"nonsense", "splice", "perplexity"}
+    assert set(res["probes"]) == {"nonsense", "exon_nonsense", "splice", "perplexity"}
     assert res["settings"]["max_records"] == 2 and res["settings"]["model"] == str(probe_env / "model")
-    assert "nonsense vs syn" in text and "perplexity: model" in text and "wrote probes.json" in text
+    assert "nonsense vs syn" in text and "in short exons" in text and "perplexity: model" in text and "wrote probes.json" in text
 
 
 def test_cli_probes_errors(probe_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

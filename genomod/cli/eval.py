@@ -228,6 +228,8 @@ def _probes_table(result: dict[str, Any]) -> str:
                      f"{'dpos':>8} {'dneg':>8}")
     if "nonsense" in probes:
         lines.append(row("nonsense vs syn", probes["nonsense"]["overall"]))
+    if "exon_nonsense" in probes:
+        lines.append(row("  in short exons", probes["exon_nonsense"]["overall"]))
     if "splice" in probes:
         sp = probes["splice"]
         lines.append(row("splice", sp["overall"]))

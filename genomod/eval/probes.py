@@ -21,7 +21,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +255,43 @@ def splice_variants(rec: SpliceRecord, record: int = 0, near: int = 5, far: int 
     return out
 
 
+def held_out_introns(splice: Sequence[SpliceRecord], min_len: int = 40, max_len: int = 1000) -> list[str]:
+    """Whole introns (GT..AG, ACGT only, ``min_len``..``max_len`` bp) of the splice records that list both sites."""
+    out = []
+    for r in splice:
+        if r.donor is None or r.acceptor is None:
+            continue
+        intron = r.seq[r.donor : r.acceptor + 1]
+        if min_len <= len(intron) <= max_len and intron[:2] == "GT" and intron[-2:] == "AG" and \
+                not intron.strip("ACGT"):
+            out.append(intron)
+    return out
+
+
+def spliced_orf(orf: OrfRecord, introns: Sequence[str], rng: np.random.Generator,
+                exon_len: tuple[int, int] = (60, 180)) -> tuple[str, np.ndarray]:
+    """The ORF's mRNA with held-out introns inserted into its CDS, cutting it into exons of ``exon_len`` bp
+    (uniform; the last exon takes what is left, at least the minimum): a gene in genomic form whose reading
+    frame continues across introns, as at BRCA1's short exons. Returns the sequence and, for every mRNA base,
+    its position in it."""
+    lo, hi = exon_len
+    cuts = []
+    pos = orf.cds_start + int(rng.integers(lo, hi + 1))
+    while pos <= orf.cds_end - lo:
+        cuts.append(pos)
+        pos += int(rng.integers(lo, hi + 1))
+    parts, offsets, prev, shift = [], np.empty(len(orf.seq), dtype=np.int64), 0, 0
+    for cut in [*cuts, len(orf.seq)]:
+        parts.append(orf.seq[prev:cut])
+        offsets[prev:cut] = np.arange(prev, cut) + shift
+        if cut < len(orf.seq):
+            intron = introns[int(rng.integers(len(introns)))]
+            parts.append(intron)
+            shift += len(intron)
+        prev = cut
+    return "".join(parts), offsets
+
+
 def subsample(variants: Sequence[ProbeVariant], max_per_class: int | None, seed: int = 0) -> list[ProbeVariant]:
     """At most ``max_per_class`` variants per (group, label), drawn without replacement; order is kept."""
     if max_per_class is None:
@@ -428,6 +465,40 @@ def nonsense_probe(model: HybridModel | None, orfs: str | os.PathLike | Sequence
         "n_records": len(recs),
         "settings": _settings(mode, rc, window, model, max_records=max_records,
                               max_variants_per_class=max_variants_per_class, seed=seed, n_boot=n_boot),
+        "classes": _classes(variants, delta, names),
+        "overall": _metrics(variants, delta, n_boot, seed),
+    }
+
+
+def exon_nonsense_probe(model: HybridModel | None, orfs: str | os.PathLike | Sequence[OrfRecord],
+                        splice: str | os.PathLike | Sequence[SpliceRecord], mode: str = "fast", rc: bool = True,
+                        window: int | None = None, max_records: int | None = None,
+                        max_variants_per_class: int | None = None, seed: int = 0, n_boot: int = 1000,
+                        batch_size: int = 8, score_fn: ScoreFn | None = None, progress: bool = True,
+                        exon_len: tuple[int, int] = (60, 180)) -> dict[str, Any]:
+    """The nonsense probe in genomic form: the held-out ORFs cut into short exons by held-out introns
+    (``spliced_orf``), nonsense vs synonymous SNVs in the exons. It asks what a variant-effect benchmark in
+    genomic DNA asks (finding the frame across introns), which contiguous mRNA does not."""
+    scorer = _scorer(model, score_fn, mode, rc, window, batch_size, progress)
+    recs = _records(orfs, read_orfs, max_records)
+    introns = held_out_introns(_records(splice, read_splice, None))
+    if not recs or not introns:
+        raise InputError("exon_nonsense probe: needs ORF records and splice records with whole GT..AG introns")
+    rng = np.random.default_rng(seed)
+    seqs, variants = [], []
+    for i, r in enumerate(recs):
+        gene, offsets = spliced_orf(r, introns, rng, exon_len)
+        seqs.append(gene)
+        variants += [replace(v, pos=int(offsets[v.pos])) for v in orf_variants(r, i)]
+    variants = subsample(variants, max_variants_per_class, seed)
+    delta = _run_scorer(scorer, variants, seqs)
+    names = {("nonsense", 1): "nonsense", ("synonymous", 0): "synonymous"}
+    return {
+        "probe": "exon_nonsense", "positive": "nonsense", "negative": "synonymous", "score": "-delta",
+        "n_records": len(recs), "n_introns": len(introns),
+        "settings": _settings(mode, rc, window, model, max_records=max_records,
+                              max_variants_per_class=max_variants_per_class, seed=seed, n_boot=n_boot,
+                              exon_len=list(exon_len)),
         "classes": _classes(variants, delta, names),
         "overall": _metrics(variants, delta, n_boot, seed),
     }
@@ -766,6 +837,8 @@ def run_probes(model: HybridModel | str | os.PathLike, probe_dir: str | os.PathL
             continue
         if name == "nonsense":
             probes[name] = nonsense_probe(model, path, **common)
+            if files["splice"] is not None:  # the same ORFs in genomic form, cut by the held-out introns
+                probes["exon_nonsense"] = exon_nonsense_probe(model, path, files["splice"], **common)
         elif name == "splice":
             probes[name] = splice_probe(model, path, **common)
         else:
