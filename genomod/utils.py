@@ -158,3 +158,15 @@ def progress_bar(*columns: Any, enabled: bool = True, remaining: bool = True) ->
     tail = [TimeRemainingColumn()] if remaining else []
     return Progress(*head, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), *tail, console=console,
                     disable=not (enabled and console.is_terminal))
+
+
+def write_json(path: str | os.PathLike, doc: Any, default: Any = str) -> Path:
+    """Write ``doc`` as indented JSON (trailing newline) atomically, creating the parent folder; ``default``
+    converts what json cannot (numpy scalars, paths: ``str`` unless given)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, default=default) + "\n")
+    return path

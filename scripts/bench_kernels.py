@@ -21,7 +21,6 @@ Writes JSON (device, versions, settings, results) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -236,6 +235,7 @@ def main() -> None:
     if not gpu:
         torch.set_num_threads(args.threads or 1)
     from genomod.ops.dispatch import kernel_report
+    from genomod.utils import write_json
 
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if gpu else "cpu",
@@ -270,9 +270,7 @@ def main() -> None:
             print("\t".join(_fmt(r.get(k, "")) for k in ("model", "kernels", "width", "length", "step_s",
                                                           "tokens_per_s", "model_TFLOPs", "mfu_pct"))
                   + (f"\t{r['error']}" if "error" in r else ""))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = write_json(args.out, report)
     print(f"wrote {out}")
 
 

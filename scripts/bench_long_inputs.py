@@ -174,6 +174,7 @@ def main() -> None:
 
     from genomod.cli.info import collect_info
     from genomod.data_paths import brca1_reference
+    from genomod.utils import write_json
 
     reference = brca1_reference("hg19")
     import pysam
@@ -209,9 +210,7 @@ def main() -> None:
         "versions": collect_info(), "settings": {k: v for k, v in vars(args).items() if k != "child"},
         "results": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    out = write_json(args.out, doc)
     print(f"wrote {out}")
     if not all(r["ok"] for r in rows):
         sys.exit(1)

@@ -15,7 +15,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 
 def run_one(preset: str, length: int, dtype: str, device: str, chunk: int, repeats: int) -> dict:
@@ -69,6 +68,7 @@ def main() -> None:
         print(json.dumps(run_one(args._one[0], int(args._one[1]), dtype, device, args.chunk, args.repeats)))
         return
     from genomod.cli.info import collect_info
+    from genomod.utils import write_json
 
     results = []
     for preset in args.presets:
@@ -100,11 +100,9 @@ def main() -> None:
                 estimates[preset] = {"bytes_per_token": slope, "max_length_estimate": est}
                 print(f"{preset}: ~{slope:.0f} bytes/token beyond the fixed cost; "
                       f"largest length in {args.budget_gib:g} GiB ~ {est:,} tokens (linear extrapolation)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "bench_model", "device": device, "dtype": dtype, "settings": vars(args),
            "environment": collect_info(), "results": results, "memory_model": estimates}
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    out = write_json(args.out, doc)
     print(f"wrote {out}")
 
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
     from genomod import __version__
     from genomod.precision import torchao_version
-    from genomod.utils import atomic_path, cpu_name, resolve_device
+    from genomod.utils import cpu_name, resolve_device, write_json
 
     if (args.limit is not None and args.limit < 1) or args.exact_limit < 0:
         ap.error("--limit must be >= 1 and --exact-limit >= 0")
@@ -239,9 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "results": results,
     }
     print_table(results)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp_out:
-        tmp_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(out_path, report)
     print(f"wrote {out_path}")
     return report
 

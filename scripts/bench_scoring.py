@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -39,7 +38,7 @@ from genomod.io import ReferenceGenome
 from genomod.scoring import VariantScorer
 from genomod.scoring.exact import build_site, naive_deltas
 from genomod.scoring.flops import exact_flops, fast_flops, matmul_params
-from genomod.utils import cpu_name
+from genomod.utils import cpu_name, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "genomod" / "data"
@@ -234,9 +233,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         "note": args.note,
         "modes": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(args.out, result)
 
     print(f"{model_label} ({matmul_params(cfg) / 1e6:.2f} M matmul weights), window {args.window}, {dtype}, "
           f"{torch.get_num_threads()} threads on {result['device']}; load average {load_start[0]:.2f}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -254,9 +253,9 @@ def ship_brca1_model(records: list[dict[str, Any]], which: str, dest: Path, limi
 
 
 def _write(path: Path, doc: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
-    os.replace(tmp, path)
+    from genomod.utils import write_json
+
+    write_json(path, doc, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,14 +135,12 @@ class Runner:
         self.write()
 
     def write(self) -> None:
-        from genomod.utils import atomic_path
+        from genomod.utils import write_json
 
         self.report["total_s"] = round(time.perf_counter() - self.t0, 3)
         self.report["summary"] = {s: sum(1 for r in self.report["steps"].values() if r["status"] == s)
                                   for s in ("ok", "failed", "skipped")}
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.out) as tmp:
-            tmp.write_text(json.dumps(self.report, indent=2, default=str) + "\n")
+        write_json(self.out, self.report)
 
 
 # ---- steps ------------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ the full weights fit in memory (compare the plan with this machine's RAM, report
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error("--measure-layers >= 0, --seqlen, --batch and --repeats >= 1")
     from genomod import __version__
     from genomod.precision import torchao_version
-    from genomod.utils import atomic_path, cpu_name
+    from genomod.utils import cpu_name, write_json
 
     try:
         rows = [plan_row(c) for c in args.configs]
@@ -176,10 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"  head {m['head_s'] * 1e3:9.1f} ms")
         print(f"  full depth ({m['full_depth_layers']} layers), estimated: {m['full_depth_forward_s_estimate']:.2f} s "
               f"per forward, {m['full_depth_tokens_per_s_estimate']:.0f} tokens/s ({m['method']})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = write_json(args.out, report)
     print(f"wrote {out}")
     return report
 

@@ -183,11 +183,10 @@ def probes_cmd(model: str, probes: Path | None, mode: str, rc: bool, window: int
                max_variants_per_class: int | None, device: str, batch_size: int, n_boot: int, seed: int,
                out: Path) -> None:
     """Label-free biology probes: nonsense vs synonymous, canonical splice bases, perplexity vs Markov."""
-    import json
 
     from genomod.data_paths import probes_dir
     from genomod.eval.probes import PROBE_FILES, probe_file, run_probes
-    from genomod.utils import atomic_path
+    from genomod.utils import write_json
 
     if probes is None:
         probes = probes_dir()
@@ -203,8 +202,7 @@ def probes_cmd(model: str, probes: Path | None, mode: str, rc: bool, window: int
     result = run_probes(model, probes, mode=mode, rc=rc, window=window, max_records=max_records,
                         max_variants_per_class=max_variants_per_class, seed=seed, n_boot=n_boot,
                         batch_size=batch_size, device=device)
-    with atomic_path(out / "probes.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "probes.json", result, default=None)
     click.echo(_probes_table(result))
     click.echo(f"wrote probes.json to {out}")
 

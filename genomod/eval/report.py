@@ -7,7 +7,6 @@ silently dropped.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +18,7 @@ import pandas as pd
 
 from genomod.errors import InputError
 from genomod.eval.metrics import NEGATIVE_IS_DAMAGING, ScoreSpec, binary_labels, evaluate
-from genomod.utils import atomic_path
+from genomod.utils import atomic_path, write_json
 
 FILES = ("metrics.json", "scores.tsv", "report.md", "roc.png", "pr.png")
 
@@ -138,8 +137,7 @@ def run_report(df: pd.DataFrame, score_columns: Sequence[str | ScoreSpec], label
         "metrics": table.to_dict(orient="records"),
         **dict(extra or {}),
     }
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    write_json(out / "metrics.json", _json_safe(result), default=None)
 
     figures = []
     if plots:

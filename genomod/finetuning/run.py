@@ -30,7 +30,7 @@ from genomod.model import ModelConfig
 from genomod.scoring.finetuned import FT_FILE, FT_FORMAT, FT_FORMAT_VERSION, HEAD_FILE, head_output, make_head
 from genomod.train.callbacks import StepLogWriter
 from genomod.train.checkpointing import SafeCheckpointIO
-from genomod.utils import atomic_path, file_digest
+from genomod.utils import atomic_path, file_digest, write_json
 
 log = logging.getLogger("genomod.finetuning")
 TRAINABLE = "trainable.safetensors"
@@ -154,8 +154,7 @@ def _prediction_table(data: TaskData, rows: np.ndarray, out: np.ndarray, target:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    write_json(path, doc, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
