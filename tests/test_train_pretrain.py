@@ -240,6 +240,15 @@ def test_config_loading_reads_no_file(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e-4`` (no dot) as text: learning rates written that way (file or --set) still load."""
+    (tmp_path / "c.yaml").write_text(f"data:\n  shards: [{tmp_path}]\ntrain:\n  lr: 3e-4\n  max_steps: 1\n")
+    assert load_config(tmp_path / "c.yaml", []).train.lr == 3e-4
+    assert load_config(tmp_path / "c.yaml", ["train.lr=1e-4"]).train.lr == 1e-4
+    with pytest.raises(ConfigError, match="train.lr: must be a number"):
+        load_config(tmp_path / "c.yaml", ["train.lr=fast"])
+
+
 def test_final_validation_logged_once(shards: Path, tmp_path: Path) -> None:
     """A last step between validations is validated after fit: one val row for it in the log and the summary."""
     out = tmp_path / "v"

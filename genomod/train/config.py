@@ -11,11 +11,12 @@ with the fine-tuning config.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,19 @@ def fail(key: str, msg: str) -> None:
     raise ConfigError(f"{key}: {msg}")
 
 
-def check_num(sec: Mapping[str, Any], section: str, key: str, kind: type, lo: float | None = None,
+def check_num(sec: MutableMapping[str, Any], section: str, key: str, kind: type, lo: float | None = None,
               lo_open: bool = False, hi: float | None = None, allow_none: bool = False) -> None:
-    """``sec[key]`` is an int (``kind`` int) or a finite number (``kind`` float) within [lo, hi] (or null)."""
+    """``sec[key]`` is an int (``kind`` int) or a finite number (``kind`` float) within [lo, hi] (or null).
+
+    A float given as text that Python reads as a number (YAML 1.1 reads ``1e-4``, without a dot, as a string)
+    is converted in place."""
     v = sec[key]
     name = f"{section}.{key}"
     if v is None and allow_none:
         return
+    if kind is float and isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            sec[key] = v = float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
         fail(name, f"must be {'a number' if kind is float else 'an integer'}, got {v!r}")
     if kind is float and not math.isfinite(v):
