@@ -84,25 +84,27 @@ def _mixture_summary() -> dict:
 
 
 def _export_weights(src: Path, dst: Path, recipe: Path) -> None:
-    """Copy the final weights, with Hyena-LI log-poles clamped to the recipe's ``max_log_pole`` (the last optimizer
-    step of an older run may have left them a hair above it; a positive log-pole grows with length)."""
+    """Copy the final weights, with Hyena-LI log-poles clamped to the recipe's ``max_log_pole`` as training read
+    it (the last optimizer step of an older run may have left them a hair above it; a positive log-pole grows
+    with length)."""
     import torch
-    import yaml
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    bound = (yaml.safe_load(recipe.read_text()).get("train") or {}).get("max_log_pole")
+    from genomod.train.config import load_config
+    from genomod.utils import atomic_path
+
+    bound = load_config(recipe).train.max_log_pole
     with safe_open(str(src), "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     if bound is not None:
         for key in [k for k in tensors if k.endswith("log_poles")]:
             moved = int((tensors[key] > bound).sum())
-            tensors[key] = torch.clamp(tensors[key], max=float(bound)).contiguous()
+            tensors[key] = torch.clamp(tensors[key], max=bound).contiguous()
             print(f"{key}: {moved} log-poles clamped to <= {bound}")
-    tmp = dst.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def step_export() -> None:
