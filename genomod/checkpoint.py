@@ -21,7 +21,7 @@ from genomod.data_paths import models_dir
 from genomod.errors import ConfigError, ModelError
 from genomod.model import HybridModel, ModelConfig
 from genomod.tokenizer import TOKENIZER_VERSION
-from genomod.utils import atomic_path, resolve_device
+from genomod.utils import atomic_path, resolve_device, write_json
 
 FORMAT = "genomod-checkpoint"
 FORMAT_VERSION = 1
@@ -67,8 +67,7 @@ def save_model(model: HybridModel, out_dir: str | os.PathLike, training: dict[st
         "model": cfg,
         "training": training or {},
     }
-    with atomic_path(out / CONFIG) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(out / CONFIG, doc, default=None)
     return out
 
 

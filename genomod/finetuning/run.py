@@ -29,7 +29,7 @@ from genomod.finetuning.tasks import TaskData, load_task
 from genomod.model import ModelConfig
 from genomod.scoring.finetuned import FT_FILE, FT_FORMAT, FT_FORMAT_VERSION, HEAD_FILE, head_output, make_head
 from genomod.train.callbacks import StepLogWriter
-from genomod.train.checkpointing import SafeCheckpointIO
+from genomod.train.checkpointing import SafeCheckpointIO, checkpoint_step
 from genomod.utils import atomic_path, file_digest, write_json
 
 log = logging.getLogger("genomod.finetuning")
@@ -264,7 +264,7 @@ def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, tot
     if trainer.is_global_zero:
         if ckpt_path is not None:
             log.info("fit %s: resuming from %s", name, ckpt_path)
-        log_cb.start(int(ckpt_path.name[5:]) if ckpt_path is not None else None)
+        log_cb.start(checkpoint_step(ckpt_path) if ckpt_path is not None else None)
     return trainer, log_cb, ckpt_path
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import expit
 
 from genomod.errors import ConfigError, InputError, ModelError
-from genomod.utils import atomic_path
+from genomod.utils import atomic_path, write_json
 
 FORMAT_VERSION = 1
 PARTS = ("ref", "alt", "diff")
@@ -141,8 +141,7 @@ class Head:
         with atomic_path(out / "head.safetensors") as tmp:
             save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays.items()}, str(tmp),
                       metadata={"format": "genomod-head", "kind": self.kind})
-        with atomic_path(out / "head.json") as tmp:
-            tmp.write_text(json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
+        write_json(out / "head.json", self.to_json(), default=_json_default)
         return out
 
 

@@ -165,12 +165,17 @@ def check_checkpoint(folder: Path) -> dict[str, Any]:
     return doc
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The optimizer step of a ``step_XXXXXXXX`` checkpoint folder."""
+    return int(folder.name[5:])
+
+
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     """Checkpoint folders ``step_*`` in ``ckpt_dir``, oldest first (temporary folders excluded)."""
     if not ckpt_dir.is_dir():
         return []
     found = [p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
+    return sorted(found, key=checkpoint_step)
 
 
 def find_resume_checkpoint(ckpt_dir: Path) -> Path | None:

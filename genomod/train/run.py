@@ -15,6 +15,7 @@ from genomod.errors import ConfigError
 from genomod.model import ModelConfig
 from genomod.train.callbacks import StepCheckpoint, StepLogWriter
 from genomod.train.config import TrainConfig
+from genomod.utils import write_json
 
 log = logging.getLogger("genomod.train")
 
@@ -64,7 +65,7 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
     import torch
 
     from genomod.train.callbacks import RNGState
-    from genomod.train.checkpointing import SafeCheckpointIO
+    from genomod.train.checkpointing import SafeCheckpointIO, checkpoint_step
     from genomod.train.data import ShardDataModule
     from genomod.train.module import PretrainModule
     from genomod.train.trainer import check_world_size, make_trainer
@@ -90,10 +91,10 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
                            cfg.output.progress_bar, cfg.output.tensorboard, t.deterministic)
     check_world_size(trainer, cfg.distributed)
     if trainer.is_global_zero:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_json(out / "config.json", cfg.to_dict(), default=None)
         if ckpt_path is not None:
             log.info("resuming from %s", ckpt_path)
-        log_cb.start(_checkpoint_step(ckpt_path) if ckpt_path is not None else None)
+        log_cb.start(checkpoint_step(ckpt_path) if ckpt_path is not None else None)
     return PretrainRun(cfg, mcfg, total, module, dm, trainer, ckpt_cb, log_cb, ckpt_path, started)
 
 
@@ -106,11 +107,6 @@ def _init_weights(cfg: TrainConfig) -> dict[str, Any] | None:
     from genomod.checkpoint import WEIGHTS, resolve_checkpoint
 
     return load_file(str(resolve_checkpoint(cfg.init_from) / WEIGHTS))
-
-
-def _checkpoint_step(folder: Path) -> int:
-    """The optimizer step of a ``step_XXXXXXXX`` checkpoint folder."""
-    return int(folder.name[5:])
 
 
 def fit(run: PretrainRun) -> None:
@@ -181,7 +177,7 @@ def finalize(run: PretrainRun) -> dict[str, Any]:
     export_final(run.checkpoints.last_path, out / "final",
                  {"config": run.cfg.to_dict(), "total_steps": run.total_steps})
     summary = summarize(run, out / "final")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, default=None)
     return summary
 
 
