@@ -18,6 +18,10 @@ The recipe lists sources (``name``, ``path`` under ``--data-root``, ``kind``, ``
 4. **Weights**: ``weight`` is the expected number of times each row of the source is used per pass over the
    mixture; rows are kept with probability ``weight`` (< 1) or repeated (> 1), deterministically by seed.
 
+Optional ``splicing`` (see ``Splicing``): a fraction of the *training* records of coding sources is put in
+genomic form, cut into short exons with whole *training* introns of other sources inserted between them, so that
+the model sees reading frames that continue across introns (as at BRCA1's short exons), not only mRNA.
+
 Outputs: ``OUT/train.h5`` and ``OUT/val.h5`` (``tokens`` (N, window) uint8, ``softmask`` (N, window) uint8,
 ``index`` (N, 3) int64 = source, record ordinal, offset), ``OUT/manifest.json``, ``OUT/probes/``. Reverse-
 complement augmentation and the per-base loss weights are applied at training time (genomod.train.data).
@@ -32,8 +36,8 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ import yaml
 
 from genomod import __version__
 from genomod.errors import ConfigError, GenomodError, InputError
+from genomod.eval.probes import exon_cuts
 from genomod.tokenizer import EOD_ID, TOKENIZER_VERSION, encode
 from genomod.utils import file_digest, open_decompressed
 
@@ -72,6 +77,20 @@ class Source:
 
 
 @dataclass
+class Splicing:
+    """Coding records in genomic form: with probability ``fraction`` a training record of one of ``sources`` is
+    cut into exons of ``exon_len`` bp and a random whole intron (``intron_len`` bp, GT..AG) from the training
+    records of ``introns`` is inserted at each cut. An intron source gives the slice ``intron=D-A`` of its header
+    (exon-intron records) or the whole record when it is itself an intron."""
+
+    sources: list[str]
+    introns: list[str]
+    fraction: float = 0.5
+    exon_len: tuple[int, int] = (60, 180)
+    intron_len: tuple[int, int] = (40, 2000)
+
+
+@dataclass
 class Recipe:
     """Parsed mixture recipe (see module docstring)."""
 
@@ -86,6 +105,29 @@ class Recipe:
     segment: int = 50_000
     min_orf: int = 300
     exclusion: dict[str, Any] = field(default_factory=dict)
+    splicing: Splicing | None = None
+
+
+def _parse_splicing(raw: Any, names: set[str], need: Callable[[bool, str, str], None]) -> Splicing:
+    need(isinstance(raw, dict), "splicing", "a mapping (sources, introns, fraction, exon_len, intron_len)")
+    bad = sorted(set(raw) - set(Splicing.__dataclass_fields__))
+    need(not bad, "splicing", f"unknown key(s) {', '.join(bad)}")
+    for key in ("sources", "introns"):
+        v = raw.get(key)
+        need(isinstance(v, list) and v and all(isinstance(x, str) for x in v), f"splicing.{key}",
+             "a non-empty list of source names")
+        unknown = sorted(set(v) - names)
+        need(not unknown, f"splicing.{key}", f"unknown source(s) {', '.join(unknown)}")
+    frac = raw.get("fraction", 0.5)
+    need(isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac <= 1, "splicing.fraction",
+         f"in (0, 1], got {frac!r}")
+    spans = {}
+    for key, default in (("exon_len", (60, 180)), ("intron_len", (40, 2000))):
+        v = raw.get(key, list(default))
+        need(isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v)
+             and 1 <= v[0] <= v[1], f"splicing.{key}", f"[min, max] integers with 1 <= min <= max, got {v!r}")
+        spans[key] = (int(v[0]), int(v[1]))
+    return Splicing(sources=list(raw["sources"]), introns=list(raw["introns"]), fraction=float(frac), **spans)
 
 
 def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -98,7 +140,7 @@ def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a mapping at top level")
     known = {"window", "sources", "seed", "val_fraction", "probe_fraction", "probe_max_records", "heldout_bases",
-             "segment", "min_orf", "exclusion"}
+             "segment", "min_orf", "exclusion", "splicing"}
     unknown = sorted(set(doc) - known)
     need(not unknown, "top level", f"unknown key(s) {', '.join(unknown)}")
     window = doc.get("window")
@@ -144,6 +186,8 @@ def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
     r.exclusion = {"name_pattern": ex.get("name_pattern", "BRCA1"), "kmer": int(ex.get("kmer", 31)),
                    "max_fraction": float(ex.get("max_fraction", 0.05)), "loci": list(ex.get("loci", []))}
     need(1 <= r.exclusion["kmer"] <= 32, "exclusion.kmer", "between 1 and 32")
+    if doc.get("splicing") is not None:
+        r.splicing = _parse_splicing(doc["splicing"], names, need)
     return r
 
 
@@ -320,6 +364,74 @@ class _ProbeWriter:
         self.fh.close()
 
 
+# ---------------------------------------------------------------------------------------------- splicing
+def record_introns(header: str, seq: bytes, layout: str | None) -> list[bytes]:
+    """Whole introns of a record: the ``intron=D-A`` slice of an exon-intron record, else the record itself when it
+    reads GT..AG (an intron file)."""
+    if layout == "header-intron":
+        donor, acceptor = splice_sites(header, seq, layout)
+        return [seq[donor - 1 : acceptor]] if donor is not None and acceptor is not None and acceptor > donor else []
+    s = seq.upper()
+    return [seq] if len(s) >= 4 and s[:2] == b"GT" and s[-2:] == b"AG" else []
+
+
+def _training_record(recipe: Recipe, src: Source, rid: str, length: int) -> bool:
+    """Whether a record is certainly training data: short enough to be split whole, and hashed outside every
+    hold-out range (probes and validation)."""
+    return length <= recipe.segment and \
+        record_unit(recipe.seed, src.name, rid) >= recipe.probe_fraction + recipe.val_fraction
+
+
+def intron_pool(recipe: Recipe, root: Path, screen: KmerScreen | None,
+                name_re: re.Pattern | None) -> tuple[list[bytes], dict[str, int]]:
+    """The whole introns of the training records of ``recipe.splicing.introns`` (name filter and k-mer screen
+    applied as to every record), and how many each source gave."""
+    sp = recipe.splicing
+    assert sp is not None
+    by_name = {s.name: s for s in recipe.sources}
+    lo, hi = sp.intron_len
+    pool: list[bytes] = []
+    counts: dict[str, int] = {}
+    for name in sp.introns:
+        src = by_name[name]
+        found = []
+        for header, seq in read_fasta(root / src.path):
+            if not _training_record(recipe, src, header.split()[0], len(seq)):
+                continue
+            if name_re is not None and name_re.search(header):
+                continue
+            found += [x for x in record_introns(header, seq, src.splice_layout)
+                      if lo <= len(x) <= hi and not x.upper().strip(b"ACGT")]
+        if screen is not None and found:
+            fracs = screen.fractions(found)
+            found = [x for x, f in zip(found, fracs) if f < recipe.exclusion["max_fraction"]]
+        counts[name] = len(found)
+        pool += found
+    if not pool:
+        raise InputError(f"splicing: no whole GT..AG training introns of {lo}-{hi} bp in {', '.join(sp.introns)}")
+    return pool, counts
+
+
+def splice_record(seq: bytes, introns: list[bytes], rng: np.random.Generator, exon_len: tuple[int, int]) -> bytes:
+    """``seq`` cut into exons of ``exon_len`` bp with a random intron of the pool inserted at each cut."""
+    parts, prev = [], 0
+    for cut in exon_cuts(0, len(seq), rng, exon_len):
+        parts += [seq[prev:cut], introns[int(rng.integers(len(introns)))]]
+        prev = cut
+    parts.append(seq[prev:])
+    return b"".join(parts)
+
+
+def _spliced(recipe: Recipe, sp: Splicing, pool: list[bytes], src: Source, rid: str, seq: bytes) -> bytes | None:
+    """The record in genomic form when it is a training record drawn for splicing (seeded by record), else None."""
+    if not _training_record(recipe, src, rid, len(seq)) or record_unit(recipe.seed, "splice", src.name, rid) >= \
+            sp.fraction:
+        return None
+    rng = np.random.default_rng([recipe.seed, int.from_bytes(
+        hashlib.blake2b(f"{src.name}|{rid}".encode(), digest_size=4).digest(), "little")])
+    return splice_record(seq, pool, rng, sp.exon_len)
+
+
 # ---------------------------------------------------------------------------------------------- packing
 class _Packer:
     """Packs records (separated by EOD) into rows of ``window`` tokens for one split of one source."""
@@ -396,6 +508,7 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
             raise InputError(f"{p}: exclusion locus FASTA not found")
     screen = KmerScreen(loci, ex["kmer"]) if loci else None
     name_re = re.compile(ex["name_pattern"], re.IGNORECASE) if ex["name_pattern"] else None
+    pool, pool_counts = intron_pool(recipe, root, screen, name_re) if recipe.splicing else (None, {})
     probe_out = {kind: _ProbeWriter(tmp / "probes" / f"{kind}.fa.gz") for kind in PROBE_KINDS}
     heldout = gzip.open(tmp / "probes" / "heldout.fa.gz", "wt")
     heldout_left = {s.name: recipe.heldout_bases // len(recipe.sources) for s in recipe.sources}
@@ -408,6 +521,10 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
                               "ACGT k-mer positions whose canonical k-mer occurs in the loci"},
         "sources": [], "counts": {"train": 0, "val": 0},
     }
+    if recipe.splicing is not None:
+        manifest["splicing"] = {**asdict(recipe.splicing), "introns_per_source": pool_counts,
+                                "rule": "training records only (hashed outside the probe and validation ranges) "
+                                        "give introns and are spliced; a spliced record is training data whole"}
     writers = {split: h5py.File(tmp / f"{split}.h5", "w") for split in ("train", "val")}
     data = {split: {"tokens": [], "softmask": [], "index": []} for split in writers}
     try:
@@ -416,7 +533,7 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
             for si, src in enumerate(recipe.sources):
                 prog.update(task, description=f"mixture: {src.name}")
                 entry = _build_source(si, src, root, recipe, screen, name_re, probe_out, heldout, heldout_left,
-                                      data)
+                                      data, pool)
                 manifest["sources"].append(entry)
                 prog.advance(task)
         for split, h5 in writers.items():
@@ -450,14 +567,9 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
     return manifest
 
 
-def _build_source(si: int, src: Source, root: Path, recipe: Recipe, screen: KmerScreen | None,
-                  name_re: re.Pattern | None, probe_out: dict[str, _ProbeWriter], heldout: Any,
-                  heldout_left: dict[str, int], data: dict) -> dict[str, Any]:
-    path = root / src.path
-    counts = {"records": 0, "bases": 0, "dropped_name": 0, "dropped_kmer": 0, "thinned": 0, "probe_records": 0,
-              "val_segments": 0, "train_segments": 0, "max_kmer_fraction_kept": 0.0}
-    packers = {"train": _Packer(recipe.window), "val": _Packer(recipe.window)}
-    probe_kind = next((k for k, kinds in PROBE_KINDS.items() if src.kind in kinds), None) if src.probe else None
+def _read_records(path: Path, src: Source, seed: int, name_re: re.Pattern | None,
+                  counts: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """(header, id, sequence) of the source's records after the name filter and thinning (counted)."""
     records = []
     for ri, (header, seq) in enumerate(read_fasta(path)):
         counts["records"] += 1
@@ -465,10 +577,25 @@ def _build_source(si: int, src: Source, root: Path, recipe: Recipe, screen: Kmer
         if name_re is not None and name_re.search(header):
             counts["dropped_name"] += 1
             continue
-        if src.record_fraction < 1 and record_unit(recipe.seed, "thin", src.name, rid, ri) >= src.record_fraction:
+        if src.record_fraction < 1 and record_unit(seed, "thin", src.name, rid, ri) >= src.record_fraction:
             counts["thinned"] += 1
             continue
         records.append((header, rid, seq))
+    return records
+
+
+def _build_source(si: int, src: Source, root: Path, recipe: Recipe, screen: KmerScreen | None,
+                  name_re: re.Pattern | None, probe_out: dict[str, _ProbeWriter], heldout: Any,
+                  heldout_left: dict[str, int], data: dict, pool: list[bytes] | None = None) -> dict[str, Any]:
+    path = root / src.path
+    counts = {"records": 0, "bases": 0, "dropped_name": 0, "dropped_kmer": 0, "thinned": 0, "probe_records": 0,
+              "val_segments": 0, "train_segments": 0, "max_kmer_fraction_kept": 0.0}
+    sp = recipe.splicing if pool and recipe.splicing and src.name in recipe.splicing.sources else None
+    if sp is not None:
+        counts["spliced_records"] = 0
+    packers = {"train": _Packer(recipe.window), "val": _Packer(recipe.window)}
+    probe_kind = next((k for k, kinds in PROBE_KINDS.items() if src.kind in kinds), None) if src.probe else None
+    records = _read_records(path, src, recipe.seed, name_re, counts)
     fracs = screen.fractions([r[2] for r in records]) if screen is not None else np.zeros(len(records))
     for (header, rid, seq), frac in zip(records, fracs):
         if frac >= recipe.exclusion["max_fraction"]:
@@ -483,13 +610,18 @@ def _build_source(si: int, src: Source, root: Path, recipe: Recipe, screen: Kmer
                                                               recipe.min_orf):
                 counts["probe_records"] += 1
             continue  # held out whether or not it made a usable probe
+        gene = _spliced(recipe, sp, pool, src, rid, seq) if sp is not None else None
+        spliced = gene is not None
+        if spliced:
+            seq = gene
+            counts["spliced_records"] += 1
         tokens, mask = encode(seq, return_mask=True)
         if not src.softmask:
             mask = np.zeros_like(mask)
         for off in range(0, max(len(seq), 1), recipe.segment):
             seg_u = u if len(seq) <= recipe.segment else record_unit(recipe.seed, src.name, rid, off)
             split = "val" if recipe.probe_fraction <= seg_u < recipe.probe_fraction + recipe.val_fraction else "train"
-            if len(seq) > recipe.segment and seg_u < recipe.probe_fraction:
+            if (len(seq) > recipe.segment and seg_u < recipe.probe_fraction) or spliced:
                 split = "train"  # long records give no probes; their low hashes are ordinary training segments
             piece_t, piece_m = tokens[off : off + recipe.segment], mask[off : off + recipe.segment]
             counts[f"{split}_segments"] += 1

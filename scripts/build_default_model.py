@@ -4,12 +4,13 @@
     python scripts/build_default_model.py --steps probes,eval,card   # re-run the evaluations and the card
 
 Steps:
-  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml and its stage-2 re-weighting
-           mixture_stage2.yaml (../shared/data; BRCA1 name + 31-mer exclusion; probe and validation records
-           held out by record before any window is cut, identical in both)
-  train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
-           from the stage-1 model on the coding/splice-weighted mixture); each resumes if interrupted
-  export   the final checkpoint + training metadata of both stages + mixture summary -> genomod/data/models/default/
+  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml and its later stages' derived recipes
+           mixture_stage2.yaml (re-weighted) and mixture_stage3.yaml (coding sequence in genomic form)
+           (../shared/data; BRCA1 name + 31-mer exclusion; probe and validation records held out by record
+           before any window is cut, identical in every stage)
+  train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml and
+           pretrain_stage3.yaml (each continues from the model before it); each resumes if interrupted
+  export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
            benchmark loci) -> genomod/data/models/default/calibration.tsv
@@ -37,7 +38,9 @@ RUN = ROOT / "work_local" / "runs" / "default"
 # (mixture recipe, shards, pretrain recipe, run folder) per training stage; paths as written in the recipes
 STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
           ("mixture_stage2.yaml", ROOT / "work_local" / "mixture_stage2", "pretrain_stage2.yaml",
-           ROOT / "work_local" / "runs" / "default_stage2")]
+           ROOT / "work_local" / "runs" / "default_stage2"),
+          ("mixture_stage3.yaml", ROOT / "work_local" / "mixture_stage3", "pretrain_stage3.yaml",
+           ROOT / "work_local" / "runs" / "default_stage3")]
 FINAL_RUN = STAGES[-1][3]  # the shipped model's run: calibration and probe outputs go beside it
 # background genome for the calibration table: human training sequence, outside every benchmark locus
 CALIBRATION_FASTA = "data/pretrain/genomic/grch38_chr20_chr21_10M.fa.gz"
@@ -80,6 +83,7 @@ def _mixture_summary() -> dict:
                                    for m in manifests]
     return {"recipes": [f"recipes/default_model/{r}" for r, _, _, _ in STAGES], "window": first["window"],
             "counts": first["counts"], "stage_train_rows": [m["counts"]["train"] for m in manifests],
+            "stage_splicing": [m.get("splicing") for m in manifests],
             "exclusion": first["exclusion"], "split": first["split"], "sources": sources}
 
 
@@ -276,10 +280,19 @@ def step_card() -> None:
         f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
-        f"Two stages via `scripts/pretrain.py`, {tokens:,} tokens in all; the second continues from the first "
-        "on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
+        f"{len(stages)} stages via `scripts/pretrain.py`, {tokens:,} tokens in all; each continues from the one "
+        "before on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
         "",
     ]
+    for i, sp in enumerate(mix.get("stage_splicing") or [], 1):
+        if sp:
+            lines += [f"- Stage {i} puts coding sequence in genomic form: {sp['fraction']:.0%} of the training records "
+                      f"of {', '.join(sp['sources'])} cut into {sp['exon_len'][0]}-{sp['exon_len'][1]} bp exons, "
+                      f"with a random whole training intron ({sp['intron_len'][0]}-{sp['intron_len'][1]} bp; "
+                      + ", ".join(f"{n:,} from {k}" for k, n in sp["introns_per_source"].items())
+                      + ") at each cut. The `exon_nonsense` probe is built the same way from held-out ORFs and "
+                      "held-out introns: it measures generalisation to unseen records of this form, not to real genes.",
+                      ""]
     for i, st in enumerate(stages, 1):
         s = st["summary"]
         lines.append(
@@ -294,7 +307,7 @@ def step_card() -> None:
         "reverse-complement augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
-        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in both stages).",
+        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in every stage).",
         "",
     ]
     for i, st in enumerate(stages, 1):

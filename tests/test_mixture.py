@@ -19,6 +19,9 @@ from data_prep.make_mixture import (
     longest_orf,
     make_mixture,
     parse_recipe,
+    read_fasta,
+    record_introns,
+    splice_record,
     splice_sites,
 )
 from genomod.errors import ConfigError
@@ -122,7 +125,7 @@ def test_make_mixture_end_to_end(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "mix" / "val.h5") as h5:
         shard_text += h5["tokens"][:].astype(np.uint8).tobytes()
     for p in probes[:5]:
-        assert p[10:50].encode() not in shard_text
+        assert encode(p[10:50]).astype(np.uint8).tobytes() not in shard_text
     header = gzip.open(tmp_path / "mix" / "probes" / "orfs.fa.gz", "rt").readline()
     assert "cds=3-" in header
     n_headers = sum(1 for line in gzip.open(tmp_path / "mix" / "probes" / "orfs.fa.gz", "rt") if line[0] == ">")
@@ -186,3 +189,46 @@ def test_derived_recipe_reweights_the_base(tmp_path: Path) -> None:
     (tmp_path / "nobase.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml: recipe not found"):
         load_recipe(tmp_path / "nobase.yaml")
+
+
+def test_splice_record_keeps_the_coding_sequence_in_order() -> None:
+    cds = _rand(1000, 11).encode()
+    intron = b"GT" + b"C" * 30 + b"AG"
+    gene = splice_record(cds, [intron], np.random.default_rng(0), (60, 180))
+    exons = gene.split(intron)
+    assert b"".join(exons) == cds and len(exons) >= 6
+    assert all(60 <= len(e) <= 180 for e in exons[:-1]) and len(exons[-1]) >= 60
+    assert record_introns("x intron=3-8", b"AAGTCCAGTT", "header-intron") == [b"GTCCAG"]
+    assert record_introns("x", b"GTTTTAG", None) == [b"GTTTTAG"] and record_introns("x", b"GATTTAG", None) == []
+
+
+def test_splicing_uses_training_introns_only(tmp_path: Path) -> None:
+    introns = [f"GT{_rand(50, 300 + i)}AG" for i in range(80)]
+    eie = [(f"e{i} intron=41-{40 + len(x)}", _rand(40, 500 + i) + x + _rand(40, 700 + i))
+           for i, x in enumerate(introns)]
+    _write_fa(tmp_path / "eie.fa.gz", eie)
+    _tiny_recipe(tmp_path)  # writes the mRNA and genome files
+    bad = {"sources": ["mrna"], "introns": ["nope"]}
+    with pytest.raises(ConfigError, match=r"splicing.introns: unknown source\(s\) nope"):
+        _tiny_recipe(tmp_path, splicing=bad)
+    with pytest.raises(ConfigError, match="splicing.exon_len"):
+        _tiny_recipe(tmp_path, splicing={"sources": ["mrna"], "introns": ["mrna"], "exon_len": [90, 30]})
+    sources = [{"name": "mrna", "path": "mrna.fa.gz", "kind": "cds", "weight": 1.0},
+               {"name": "eie", "path": "eie.fa.gz", "kind": "exon-intron", "weight": 1.0,
+                "splice_layout": "header-intron"}]
+    recipe = _tiny_recipe(tmp_path, sources=sources,
+                          splicing={"sources": ["mrna"], "introns": ["eie"], "fraction": 1.0})
+    m = make_mixture(recipe, tmp_path, tmp_path / "mix", progress=False)
+    src = {s["name"]: s for s in m["sources"]}
+    assert src["mrna"]["spliced_records"] > 0
+    n_pool = m["splicing"]["introns_per_source"]["eie"]
+    assert 0 < n_pool < len(introns)  # the probe and validation records give no introns
+    with h5py.File(tmp_path / "mix" / "train.h5") as h5:
+        train = h5["tokens"][:].astype(np.uint8).tobytes()
+    held = [seq.decode() for _, seq in read_fasta(tmp_path / "mix" / "probes" / "splice.fa.gz")]
+    assert held
+    in_train = [x for x in introns if encode(x).astype(np.uint8).tobytes() in train]
+    assert in_train and len(in_train) <= n_pool
+    for rec in held:  # a held-out exon-intron record's intron never reaches the training shards
+        intron = rec[40:-40]
+        assert encode(intron).astype(np.uint8).tobytes() not in train

@@ -268,18 +268,25 @@ def held_out_introns(splice: Sequence[SpliceRecord], min_len: int = 40, max_len:
     return out
 
 
+def exon_cuts(start: int, end: int, rng: np.random.Generator, exon_len: tuple[int, int] = (60, 180)) -> list[int]:
+    """Positions that cut ``[start, end)`` into exons of ``exon_len`` bp (uniform; the last exon takes what is
+    left, at least the minimum): where introns go when coding sequence is put in genomic form."""
+    lo, hi = exon_len
+    cuts = []
+    pos = start + int(rng.integers(lo, hi + 1))
+    while pos <= end - lo:
+        cuts.append(pos)
+        pos += int(rng.integers(lo, hi + 1))
+    return cuts
+
+
 def spliced_orf(orf: OrfRecord, introns: Sequence[str], rng: np.random.Generator,
                 exon_len: tuple[int, int] = (60, 180)) -> tuple[str, np.ndarray]:
     """The ORF's mRNA with held-out introns inserted into its CDS, cutting it into exons of ``exon_len`` bp
     (uniform; the last exon takes what is left, at least the minimum): a gene in genomic form whose reading
     frame continues across introns, as at BRCA1's short exons. Returns the sequence and, for every mRNA base,
     its position in it."""
-    lo, hi = exon_len
-    cuts = []
-    pos = orf.cds_start + int(rng.integers(lo, hi + 1))
-    while pos <= orf.cds_end - lo:
-        cuts.append(pos)
-        pos += int(rng.integers(lo, hi + 1))
+    cuts = exon_cuts(orf.cds_start, orf.cds_end, rng, exon_len)
     parts, offsets, prev, shift = [], np.empty(len(orf.seq), dtype=np.int64), 0, 0
     for cut in [*cuts, len(orf.seq)]:
         parts.append(orf.seq[prev:cut])
@@ -831,16 +838,19 @@ def run_probes(model: HybridModel | str | os.PathLike, probe_dir: str | os.PathL
                   batch_size=batch_size, progress=progress)
     probes: dict[str, Any] = {}
     skipped: dict[str, str] = {}
+    # each file read once: the ORFs and splice records serve two probes each
+    orfs = read_orfs(files["nonsense"]) if files["nonsense"] is not None else None
+    splice = read_splice(files["splice"]) if files["splice"] is not None else None
     for name, path in files.items():
         if path is None:
             skipped[name] = f"{PROBE_FILES[name]} not in {d}"
             continue
         if name == "nonsense":
-            probes[name] = nonsense_probe(model, path, **common)
-            if files["splice"] is not None:  # the same ORFs in genomic form, cut by the held-out introns
-                probes["exon_nonsense"] = exon_nonsense_probe(model, path, files["splice"], **common)
+            probes[name] = nonsense_probe(model, orfs, **common)
+            if splice is not None:  # the same ORFs in genomic form, cut by the held-out introns
+                probes["exon_nonsense"] = exon_nonsense_probe(model, orfs, splice, **common)
         elif name == "splice":
-            probes[name] = splice_probe(model, path, **common)
+            probes[name] = splice_probe(model, splice, **common)
         else:
             markov = probe_file(d, MARKOV_FILE)
             probes[name] = perplexity_probe(model, path, markov, window=win, alpha=alpha, max_records=max_records,

@@ -262,7 +262,9 @@ def _tail(prev: torch.Tensor | None, x: torch.Tensor, n: int) -> torch.Tensor:
     """Last ``n`` time steps of ``cat(prev, x)``, zero-padded on the left when fewer exist."""
     if n <= 0:
         return x[..., :0]
-    full = x if prev is None else torch.cat([prev, x], dim=-1)
+    if x.shape[-1] >= n:  # the chunk alone holds the tail: copy only it (a view would keep the chunk alive)
+        return x[..., -n:].detach().clone()
+    full = x if prev is None else torch.cat([prev[..., -(n - x.shape[-1]):], x], dim=-1)
     if full.shape[-1] < n:
         full = F.pad(full, (n - full.shape[-1], 0))
     return full[..., -n:].detach()

@@ -21,6 +21,8 @@ below (``causal_depthwise_conv`` with state, ``fft_causal_conv``, ``modal_state_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -91,6 +93,18 @@ def modal_filter_dense(log_poles: torch.Tensor, residues: torch.Tensor, length: 
     return (residues.float()[..., None] * (lp * t).exp()).sum(1)
 
 
+MODAL_BLOCK = 1 << 22  # elements of one (C, state, block) table of pole powers in the modal state helpers
+
+
+def _modal_blocks(lp: torch.Tensor, t: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(time slice, ``exp(lp * t[slice])`` (C, state, block)) over ``t`` in blocks of at most ``MODAL_BLOCK``
+    elements, so the state helpers run as batched matrix products with bounded memory."""
+    step = max(1, MODAL_BLOCK // max(1, lp.numel()))
+    for t0 in range(0, t.shape[0], step):
+        sl = slice(t0, min(t0 + step, t.shape[0]))
+        yield sl, torch.exp(lp[:, :, None] * t[None, None, sl])
+
+
 def modal_state_update(
     state: torch.Tensor | None, u: torch.Tensor, log_poles: torch.Tensor
 ) -> torch.Tensor:
@@ -103,10 +117,9 @@ def modal_state_update(
     length = u.shape[-1]
     t = torch.arange(length - 1, -1, -1, device=u.device, dtype=torch.float32)  # T-1-j within chunk
     uf = u.float()
-    new = torch.empty(u.shape[0], lp.shape[0], lp.shape[1], device=u.device, dtype=torch.float32)
-    for s in range(lp.shape[1]):
-        w = torch.exp(lp[:, s, None] * t[None, :])  # (C, L)
-        new[:, :, s] = torch.einsum("bcl,cl->bc", uf, w)
+    new = torch.zeros(u.shape[0], lp.shape[0], lp.shape[1], device=u.device, dtype=torch.float32)
+    for sl, w in _modal_blocks(lp, t):  # per channel: (B, block) @ (block, state)
+        new += torch.einsum("bcl,csl->bcs", uf[..., sl], w)
     if state is not None:
         new += torch.exp(lp * length)[None] * state
     return new
@@ -118,9 +131,10 @@ def modal_state_contribution(state: torch.Tensor, log_poles: torch.Tensor, resid
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     res = residues.reshape(residues.shape[0], -1).float()
     t = torch.arange(1, length + 1, device=state.device, dtype=torch.float32)
-    y = torch.zeros(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
-    for s in range(lp.shape[1]):
-        y += (res[:, s] * state[:, :, s])[..., None] * torch.exp(lp[:, s, None] * t[None, :])[None]
+    weighted = res[None] * state.float()  # (B, C, state)
+    y = torch.empty(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
+    for sl, w in _modal_blocks(lp, t):  # per channel: (B, state) @ (state, block)
+        y[..., sl] = torch.einsum("bcs,csl->bcl", weighted, w)
     return y
 
 
