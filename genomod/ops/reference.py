@@ -98,7 +98,8 @@ MODAL_BLOCK = 1 << 22  # elements of one (C, state, block) table of pole powers 
 
 def _modal_blocks(lp: torch.Tensor, t: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
     """(time slice, ``exp(lp * t[slice])`` (C, state, block)) over ``t`` in blocks of at most ``MODAL_BLOCK``
-    elements, so the state helpers run as batched matrix products with bounded memory."""
+    elements, so the state helpers run as matrix products with bounded memory (the blocks depend on the
+    parameters only, never on the batch: scores do not change with the batch a site is scored in)."""
     step = max(1, MODAL_BLOCK // max(1, lp.numel()))
     for t0 in range(0, t.shape[0], step):
         sl = slice(t0, min(t0 + step, t.shape[0]))
@@ -118,8 +119,9 @@ def modal_state_update(
     t = torch.arange(length - 1, -1, -1, device=u.device, dtype=torch.float32)  # T-1-j within chunk
     uf = u.float()
     new = torch.zeros(u.shape[0], lp.shape[0], lp.shape[1], device=u.device, dtype=torch.float32)
-    for sl, w in _modal_blocks(lp, t):  # per channel: (B, block) @ (block, state)
-        new += torch.einsum("bcl,csl->bcs", uf[..., sl], w)
+    for sl, w in _modal_blocks(lp, t):  # per row and channel: (1, block) @ (block, state)
+        for b in range(u.shape[0]):  # a fixed-shape product per row: no row depends on the batch it is in
+            new[b] += torch.einsum("cl,csl->cs", uf[b, :, sl], w)
     if state is not None:
         new += torch.exp(lp * length)[None] * state
     return new
@@ -133,8 +135,9 @@ def modal_state_contribution(state: torch.Tensor, log_poles: torch.Tensor, resid
     t = torch.arange(1, length + 1, device=state.device, dtype=torch.float32)
     weighted = res[None] * state.float()  # (B, C, state)
     y = torch.empty(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
-    for sl, w in _modal_blocks(lp, t):  # per channel: (B, state) @ (state, block)
-        y[..., sl] = torch.einsum("bcs,csl->bcl", weighted, w)
+    for sl, w in _modal_blocks(lp, t):  # per row and channel: (1, state) @ (state, block)
+        for b in range(state.shape[0]):  # a fixed-shape product per row: no row depends on the batch it is in
+            y[b, :, sl] = torch.einsum("cs,csl->cl", weighted[b], w)
     return y
 
 
