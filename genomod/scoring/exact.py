@@ -68,9 +68,10 @@ def site_deltas(sums: np.ndarray, ref_rows: Sequence[int | Sequence[int]],
 
 def _suffix_ll(logits: torch.Tensor, first_logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Sum of log p over suffix tokens: the first from ``first_logp`` (B, V), the rest from ``logits``."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    lg = logits[:, :-1].float()
+    # log p = logit - logsumexp(logits): the full (rows, L, vocab) log-softmax is never written
+    rest = lg.gather(-1, tokens[:, 1:, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)
     first = first_logp.gather(-1, tokens[:, :1]).squeeze(-1)
-    rest = logp[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
     return first.double() + rest.double().sum(-1)
 
 
