@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pysam
 from genomod.errors import InputError
 from genomod.io.contigs import ContigMap
 from genomod.io.windows import Window
-from genomod.utils import capture_stderr_fd, check_readable, open_decompressed
+from genomod.utils import atomic_path, capture_stderr_fd, check_readable, open_decompressed
 
 logger = logging.getLogger(__name__)
 
@@ -215,24 +214,19 @@ def _sniff_fasta(path: Path) -> None:
 def _gzip_to_bgzip(src: Path, dest: Path) -> None:
     """Stream-decompress a plain gzip file and write it bgzip-compressed to ``dest`` (atomically)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
     try:
-        out = pysam.BGZFile(tmp, "wb")
-        try:
-            with gzip.open(src, "rb") as fh:
-                while chunk := fh.read(_COPY_CHUNK):
-                    out.write(chunk)
-        finally:
-            out.close()
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            out = pysam.BGZFile(str(tmp), "wb")
+            try:
+                with gzip.open(src, "rb") as fh:
+                    while chunk := fh.read(_COPY_CHUNK):
+                        out.write(chunk)
+            finally:
+                out.close()
     except EOFError:
         raise InputError(f"{src}: truncated gzip file (unexpected end of data)") from None
     except (OSError, zlib.error) as exc:
         raise InputError(f"{src}: corrupt gzip file ({exc})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class ReferenceGenome:
