@@ -182,7 +182,10 @@ def test_derived_recipe_reweights_the_base(tmp_path: Path) -> None:
     (tmp_path / "stage2.yaml").write_text("base: base.yaml\nweights: {a: 2.0}\nval_fraction: 0.02\n")
     r = load_recipe(tmp_path / "stage2.yaml")
     assert [(s.name, s.weight) for s in r.sources] == [("a", 2.0), ("b", 1.0)]
-    assert r.seed == 3 and r.window == 64 and r.val_fraction == 0.02
+    assert r.seed == 3 and r.window == 64 and r.val_fraction == 0.02 and r.splicing is None
+    (tmp_path / "stage3.yaml").write_text("base: base.yaml\nsplicing: {sources: [a], introns: [b], fraction: 0.6}\n")
+    sp = load_recipe(tmp_path / "stage3.yaml").splicing
+    assert sp is not None and (sp.sources, sp.introns, sp.fraction, sp.exon_len) == (["a"], ["b"], 0.6, (60, 180))
     (tmp_path / "bad.yaml").write_text("base: base.yaml\nweights: {c: 2.0}\n")
     with pytest.raises(ConfigError, match="unknown source.*c"):
         load_recipe(tmp_path / "bad.yaml")
