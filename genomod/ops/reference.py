@@ -33,6 +33,9 @@ def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
     return scale * (x / (x.norm(2, dim=-1, keepdim=True) * d ** (-0.5) + eps))
 
 
+SHIFTED_SUM_MAX_TAPS = 16  # short filters (featurizer, Hyena-SE) as a sum of shifted products; longer: conv1d
+
+
 def causal_depthwise_conv(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, state: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -47,7 +50,13 @@ def causal_depthwise_conv(
     if k > 1:
         pad = state.float() if state is not None else xf.new_zeros(x.shape[0], x.shape[1], k - 1)
         xf = torch.cat([pad, xf], dim=-1)
-    y = F.conv1d(xf, w[:, None, :], groups=x.shape[1])
+    if k <= SHIFTED_SUM_MAX_TAPS:  # the sum itself, one multiply-add per tap (CPU: ~3x faster than conv1d)
+        length = xf.shape[-1] - k + 1
+        y = xf[..., k - 1 :] * w[:, k - 1, None]
+        for j in range(k - 1):
+            y.addcmul_(xf[..., j : j + length], w[:, j, None])
+    else:
+        y = F.conv1d(xf, w[:, None, :], groups=x.shape[1])
     if bias is not None:
         y = y + bias.float()[None, :, None]
     return y.to(x.dtype)
