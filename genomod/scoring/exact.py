@@ -23,7 +23,6 @@ import torch
 
 from genomod.io.windows import FetchFn, Window
 from genomod.model.hybrid import HybridModel, InferenceCache
-from genomod.scoring.parallel import cpu_workers, map_batches
 from genomod.tokenizer import encode, reverse_complement
 
 
@@ -81,7 +80,7 @@ SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suf
 @torch.no_grad()
 def exact_deltas(
     model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None,
-    chunk_size: int | None = None, workers: int | None = None,
+    chunk_size: int | None = None,
 ) -> list[np.ndarray]:
     """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site.
 
@@ -89,54 +88,54 @@ def exact_deltas(
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
-    Groups run in ``workers`` CPU threads (``genomod.scoring.parallel``; default: torch's thread count).
     Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
     """
     if not sites:
         return []
     if chunk_size and len(sites[0].ref_tokens) > chunk_size:
         return chunked_deltas(model, sites, chunk_size)
+    device = model.device
     window = len(sites[0].ref_tokens)
+    off = window // 2
     rows_per = max(1, int(suffix_batch or batch_size))
     if suffix_batch is None:
-        rows_per = max(1, min(rows_per, max(batch_size, SUFFIX_TOKENS // max(1, window - window // 2))))
-    groups = [sites[b0 : b0 + batch_size] for b0 in range(0, len(sites), batch_size)]
-    done = map_batches(lambda g: _group_deltas(model, g, rows_per), groups,
-                       cpu_workers(model.device, workers))
-    return [d for group in done for d in group]
-
-
-def _group_deltas(model: HybridModel, group: Sequence[Site], rows_per: int) -> list[np.ndarray]:
-    """``exact_deltas`` of one group of sites: one prefix forward, then the suffix rows by allele slot."""
-    device = model.device
-    window = len(group[0].ref_tokens)
-    off = window // 2
-    g = len(group)
-    prefix = np.stack([s.ref_tokens[:off] for s in group])
-    out = model(torch.from_numpy(prefix).to(device), use_cache=True)
-    cache = out.cache
-    last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    del out
-    # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
-    n_alts = np.array([len(s.alt_tokens) for s in group])
-    site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]
-    site_idx = np.concatenate(site_of)
-    suffix = np.stack([(group[i].ref_tokens if j == 0 else group[i].alt_tokens[j - 1])[off:]
-                       for j, members in enumerate(site_of) for i in members])
-    toks_all = torch.from_numpy(suffix).to(device)
-    sums = np.empty(len(site_idx), dtype=np.float64)
-    for r0 in range(0, len(site_idx), rows_per):
-        idx = site_idx[r0 : r0 + rows_per]
-        sub = cache if len(idx) == g and (idx == np.arange(g)).all() else cache.select(idx.tolist())
-        toks = toks_all[r0 : r0 + len(idx)]
-        logits = model(toks, cache=sub).logits
-        sums[r0 : r0 + len(idx)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
-        del logits, sub
-    slot_start = np.cumsum([0] + [len(m) for m in site_of])
-    # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
-    alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
-                for i in range(g)]
-    return site_deltas(sums, range(g), alt_rows)
+        rows_per = max(1, min(rows_per, max(batch_size, SUFFIX_TOKENS // max(1, window - off))))
+    results: list[np.ndarray] = []
+    prefix_buf = np.empty((batch_size, off), dtype=np.int64)
+    for b0 in range(0, len(sites), batch_size):
+        group = sites[b0 : b0 + batch_size]
+        g = len(group)
+        for i, s in enumerate(group):
+            prefix_buf[i] = s.ref_tokens[:off]
+        out = model(torch.from_numpy(prefix_buf[:g]).to(device), use_cache=True)
+        cache = out.cache
+        last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        del out
+        # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
+        n_alts = np.array([len(s.alt_tokens) for s in group])
+        site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]
+        site_idx = np.concatenate(site_of)
+        suffix = np.empty((len(site_idx), window - off), dtype=np.int64)
+        r = 0
+        for j, members in enumerate(site_of):
+            for i in members:
+                suffix[r] = (group[i].ref_tokens if j == 0 else group[i].alt_tokens[j - 1])[off:]
+                r += 1
+        toks_all = torch.from_numpy(suffix).to(device)
+        sums = np.empty(len(site_idx), dtype=np.float64)
+        for r0 in range(0, len(site_idx), rows_per):
+            idx = site_idx[r0 : r0 + rows_per]
+            sub = cache if len(idx) == g and (idx == np.arange(g)).all() else cache.select(idx.tolist())
+            toks = toks_all[r0 : r0 + len(idx)]
+            logits = model(toks, cache=sub).logits
+            sums[r0 : r0 + len(idx)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
+            del logits, sub
+        slot_start = np.cumsum([0] + [len(m) for m in site_of])
+        # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
+        alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
+                    for i in range(g)]
+        results.extend(site_deltas(sums, range(g), alt_rows))
+    return results
 
 
 @torch.no_grad()
@@ -175,27 +174,24 @@ def _continued_ll(model: HybridModel, tokens: torch.Tensor, first_logp: torch.Te
 @torch.no_grad()
 def window_ll(
     model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_size: int = 8, rc: bool = False,
-    chunk_size: int | None = None, workers: int | None = None,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
     """Full-window log-likelihood sums (positions 1..L-1) of each row, optionally of the RC strand.
 
-    Batches run in ``workers`` CPU threads (``genomod.scoring.parallel``). Rows longer than ``chunk_size``
-    run one at a time in chunks with carried state (bounded memory).
+    Rows longer than ``chunk_size`` run one at a time in chunks with carried state (bounded memory).
     """
     t = torch.as_tensor(np.asarray(tokens)) if not isinstance(tokens, torch.Tensor) else tokens
     if rc:
         t = reverse_complement(t)
     chunked = bool(chunk_size) and t.shape[1] > chunk_size
-    if chunked:  # one row at a time, in one thread: memory stays one chunk's
-        batch_size, workers = 1, 1
-
-    def batch_ll(b0: int) -> np.ndarray:
-        ll = model.log_likelihoods(t[b0 : b0 + batch_size].to(model.device), chunk_size=chunk_size if chunked else None)
-        return ll[:, 1:].double().sum(-1).cpu().numpy()
-
-    starts = range(0, t.shape[0], batch_size)
-    parts = map_batches(batch_ll, starts, cpu_workers(model.device, workers))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+    if chunked:
+        batch_size = 1
+    out = np.empty(t.shape[0], dtype=np.float64)
+    for b0 in range(0, t.shape[0], batch_size):
+        chunk = t[b0 : b0 + batch_size].to(model.device)
+        ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None)
+        out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
+    return out
 
 
 def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8,

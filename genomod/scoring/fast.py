@@ -25,7 +25,6 @@ import torch
 
 from genomod.io.windows import FetchFn, Window
 from genomod.model.hybrid import HybridModel
-from genomod.scoring.parallel import cpu_workers, map_batches
 from genomod.tokenizer import BASE_IDS, encode, reverse_complement
 
 _COMP_IDX = np.array([3, 2, 1, 0])  # A C G T -> T G C A (as indices into ACGT)
@@ -105,41 +104,30 @@ def tile_logprobs(
     batch_size: int = 8,
     counter: TileCache | None = None,
     chunk_size: int | None = None,
-    workers: int | None = None,
 ) -> dict[int, TileLP]:
     """Tile index -> (forward (S, 4) log p over ACGT at sites k*S..k*S+S-1, reverse strand or None).
 
     ``batch_size`` is in forward rows (sequences); with ``rc`` a batch holds the forward and RC windows
     of ``batch_size // 2`` tiles. Only the S logit rows that score the tile's sites are normalised.
-    Batches run in ``workers`` CPU threads (``genomod.scoring.parallel``). Windows longer than ``chunk_size``
-    run one row at a time in chunks with carried state (``_chunked_rows``).
+    Windows longer than ``chunk_size`` run one row at a time in chunks with carried state (``_chunked_rows``).
     """
     half = max(1, window // 2)
     keys = sorted(set(int(k) for k in tiles))
     per = max(1, batch_size // 2) if rc else max(1, batch_size)
     base_ids = torch.as_tensor(BASE_IDS, device=model.device)
-    batches = []
-    for b0 in range(0, len(keys), per):  # windows read here, in the caller's thread (FASTA handles are not shared)
+    out: dict[int, TileLP] = {}
+    for b0 in range(0, len(keys), per):
         batch = keys[b0 : b0 + per]
         # forward windows of tiles k and (for the RC strand) k + 1, whose window is tile k's mirrored tile
         toks = torch.from_numpy(_tile_tokens(fetch, contig, contig_length, batch + [k + 1 for k in batch]
                                              if rc else batch, half))
         if rc:
             toks = torch.cat([toks[: len(batch)], reverse_complement(toks[len(batch) :])])
-        batches.append((batch, toks))
-    chunked = bool(chunk_size) and 2 * half > chunk_size
-
-    def batch_lp(item: tuple[list[int], torch.Tensor]) -> np.ndarray:
-        toks = item[1]
-        if chunked:
-            return _chunked_rows(model, toks, half, chunk_size, base_ids)
-        logits = model(toks.to(model.device)).logits[:, half - 1 : 2 * half - 1]  # rows predicting sites
-        return torch.log_softmax(logits.float(), -1).index_select(-1, base_ids).cpu().numpy()  # (R, S, 4)
-
-    # chunked windows one at a time (memory stays one chunk's); else batches in CPU worker threads
-    lps = map_batches(batch_lp, batches, 1 if chunked else cpu_workers(model.device, workers))
-    out: dict[int, TileLP] = {}
-    for (batch, _), lp in zip(batches, lps):
+        if chunk_size and toks.shape[1] > chunk_size:
+            lp = _chunked_rows(model, toks, half, chunk_size, base_ids)
+        else:
+            logits = model(toks.to(model.device)).logits[:, half - 1 : 2 * half - 1]  # rows predicting sites
+            lp = torch.log_softmax(logits.float(), -1).index_select(-1, base_ids).cpu().numpy()  # (R, S, 4)
         if counter is not None:
             counter.forwards += 1
             counter.computed += len(batch)
