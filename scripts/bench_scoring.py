@@ -13,9 +13,8 @@ both through ``VariantScorer.score`` (input parsing included), with the current 
 ``genomod/scoring`` at ``--legacy-rev`` (read with ``git show``; the same model), interleaved repeat by
 repeat so that a busy machine slows both alike. It prints variants/s, the FLOPs per variant from the
 model's own count (``genomod.scoring.flops``, meta device), the matrix-product throughput of this device
-measured in the same run, dtype and threads (small GEMM benchmark: one GEMM on all threads, and on the CPU
-also concurrent one-thread GEMMs in the scorer's worker-thread layout), and achieved / bound, where
-bound = the best of those GEMM FLOP/s / minimal FLOPs per variant. JSON (device, versions, settings, load) goes to ``--out``.
+measured in the same run, dtype and threads (small GEMM benchmark), and achieved / bound, where
+bound = GEMM FLOP/s / minimal FLOPs per variant. JSON (device, versions, settings, load) goes to ``--out``.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from genomod.io import ReferenceGenome
 from genomod.scoring import VariantScorer
 from genomod.scoring.exact import build_site, naive_deltas
 from genomod.scoring.flops import exact_flops, fast_flops, matmul_params
-from genomod.scoring.parallel import cpu_workers
 from genomod.utils import cpu_name, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,25 +69,6 @@ def gemm_throughput(device: torch.device, dtype: torch.dtype, shapes: dict[str, 
             best = min(best, time.perf_counter() - t0)
         out[name] = 2.0 * m * k * n / best / 1e9
     return out
-
-
-def gemm_concurrent(dtype: torch.dtype, shape: tuple[int, int, int], workers: int, seconds: float = 1.0) -> float:
-    """GFLOP/s of ``workers`` CPU threads each multiplying its own matrices with one intra-op thread (how the
-    scorer's worker threads use the cores), best of repeated rounds for about ``seconds``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from genomod.scoring.parallel import intra_op_threads
-
-    m, k, n = shape
-    pairs = [(torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)) for _ in range(workers)]
-    best, t_end = float("inf"), time.perf_counter() + seconds
-    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda ab: ab[0] @ ab[1], pairs))
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            list(pool.map(lambda ab: ab[0] @ ab[1], pairs))
-            best = min(best, time.perf_counter() - t0)
-    return 2.0 * m * k * n * workers / best / 1e9
 
 
 def load_legacy(rev: str) -> types.ModuleType:
@@ -182,10 +161,6 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     d, f = cfg.hidden_size, cfg.inner_mlp_size
     gemm = gemm_throughput(device, tdtype, {"square_2048": (2048, 2048, 2048), f"mlp_8192x{d}x{f}": (8192, d, f),
                                             f"proj_8192x{d}x{3 * d}": (8192, d, 3 * d)})
-    workers = cpu_workers(device)
-    if device.type == "cpu" and workers > 1:  # the scorer's layout: worker threads with one intra-op thread each
-        gemm[f"square_2048_{workers}x1thread"] = gemm_concurrent(tdtype, (2048, 2048, 2048), workers)
-        gemm[f"proj_8192x{d}x{3 * d}_{workers}x1thread"] = gemm_concurrent(tdtype, (8192, d, 3 * d), workers)
     peak = max(gemm.values())
 
     results: dict = {}
@@ -248,7 +223,6 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         "settings": {
             "model": model_label, "dtype": dtype, "window": args.window, "batch_size": args.batch_size,
             "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),
-            "workers": cpu_workers(device),
             "exact_variants": len(exact_in), "fast_positions": args.positions, "fast_variants": len(fast_in),
             "repeats": args.repeats, "matmul_params": matmul_params(cfg), "model_max_seqlen": cfg.max_seqlen,
             "reduced": args.positions < 30000 or args.exact_variants < 120,
