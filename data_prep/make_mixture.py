@@ -118,12 +118,13 @@ def _parse_splicing(raw: Any, names: set[str], need: Callable[[bool, str, str], 
              "a non-empty list of source names")
         unknown = sorted(set(v) - names)
         need(not unknown, f"splicing.{key}", f"unknown source(s) {', '.join(unknown)}")
-    frac = raw.get("fraction", 0.5)
+    defaults = {name: f.default for name, f in Splicing.__dataclass_fields__.items()}
+    frac = raw.get("fraction", defaults["fraction"])
     need(isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac <= 1, "splicing.fraction",
          f"in (0, 1], got {frac!r}")
     spans = {}
-    for key, default in (("exon_len", (60, 180)), ("intron_len", (40, 2000))):
-        v = raw.get(key, list(default))
+    for key in ("exon_len", "intron_len"):
+        v = raw.get(key, defaults[key])
         need(isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v)
              and 1 <= v[0] <= v[1], f"splicing.{key}", f"[min, max] integers with 1 <= min <= max, got {v!r}")
         spans[key] = (int(v[0]), int(v[1]))
@@ -384,8 +385,8 @@ def _training_record(recipe: Recipe, src: Source, rid: str, length: int) -> bool
 
 def intron_pool(recipe: Recipe, root: Path, screen: KmerScreen | None,
                 name_re: re.Pattern | None) -> tuple[list[bytes], dict[str, int]]:
-    """The whole introns of the training records of ``recipe.splicing.introns`` (name filter and k-mer screen
-    applied as to every record), and how many each source gave."""
+    """The whole introns of the training records of ``recipe.splicing.introns`` (name filter, thinning and k-mer
+    screen applied as to every record), and how many each source gave."""
     sp = recipe.splicing
     assert sp is not None
     by_name = {s.name: s for s in recipe.sources}
@@ -395,13 +396,11 @@ def intron_pool(recipe: Recipe, root: Path, screen: KmerScreen | None,
     for name in sp.introns:
         src = by_name[name]
         found = []
-        for header, seq in read_fasta(root / src.path):
-            if not _training_record(recipe, src, header.split()[0], len(seq)):
-                continue
-            if name_re is not None and name_re.search(header):
-                continue
-            found += [x for x in record_introns(header, seq, src.splice_layout)
-                      if lo <= len(x) <= hi and not x.upper().strip(b"ACGT")]
+        for header, rid, seq in _read_records(root / src.path, src, recipe.seed, name_re, dict.fromkeys(
+                ("records", "dropped_name", "thinned"), 0)):
+            if _training_record(recipe, src, rid, len(seq)):
+                found += [x for x in record_introns(header, seq, src.splice_layout)
+                          if lo <= len(x) <= hi and not x.upper().strip(b"ACGT")]
         if screen is not None and found:
             fracs = screen.fractions(found)
             found = [x for x, f in zip(found, fracs) if f < recipe.exclusion["max_fraction"]]

@@ -9,7 +9,7 @@ Steps:
            held out by record before any window is cut, identical in both)
   train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
            from the stage-1 model on the coding/splice-weighted mixture); each resumes if interrupted
-  export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
+  export   the final checkpoint + training metadata of both stages + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
            benchmark loci) -> genomod/data/models/default/calibration.tsv
@@ -84,7 +84,6 @@ def _mixture_summary() -> dict:
                                    for m in manifests]
     return {"recipes": [f"recipes/default_model/{r}" for r, _, _, _ in STAGES], "window": first["window"],
             "counts": first["counts"], "stage_train_rows": [m["counts"]["train"] for m in manifests],
-            "stage_splicing": [m.get("splicing") for m in manifests],
             "exclusion": first["exclusion"], "split": first["split"], "sources": sources}
 
 
@@ -281,19 +280,10 @@ def step_card() -> None:
         f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
-        f"{len(stages)} stages via `scripts/pretrain.py`, {tokens:,} tokens in all; each continues from the one "
-        "before on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
+        f"Two stages via `scripts/pretrain.py`, {tokens:,} tokens in all; the second continues from the first "
+        "on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
         "",
     ]
-    for i, sp in enumerate(mix.get("stage_splicing") or [], 1):
-        if sp:
-            lines += [f"- Stage {i} puts coding sequence in genomic form: {sp['fraction']:.0%} of the training records "
-                      f"of {', '.join(sp['sources'])} cut into {sp['exon_len'][0]}-{sp['exon_len'][1]} bp exons, "
-                      f"with a random whole training intron ({sp['intron_len'][0]}-{sp['intron_len'][1]} bp; "
-                      + ", ".join(f"{n:,} from {k}" for k, n in sp["introns_per_source"].items())
-                      + ") at each cut. The `exon_nonsense` probe is built the same way from held-out ORFs and "
-                      "held-out introns: it measures generalisation to unseen records of this form, not to real genes.",
-                      ""]
     for i, st in enumerate(stages, 1):
         s = st["summary"]
         lines.append(
@@ -308,7 +298,7 @@ def step_card() -> None:
         "reverse-complement augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
-        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in every stage).",
+        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in both stages).",
         "",
     ]
     for i, st in enumerate(stages, 1):
