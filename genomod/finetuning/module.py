@@ -7,6 +7,7 @@ Sampling follows pretraining (``genomod.train.data``): sample ``i`` of a run is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -18,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from genomod.finetuning.config import FinetuneTrainArgs
 from genomod.finetuning.tasks import TaskData
 from genomod.tokenizer import PAD_ID, reverse_complement
 from genomod.train.data import ResumeLoader, StepSampler
@@ -116,11 +118,12 @@ class TaskDataModule(pl.LightningDataModule):
 class FinetuneModule(pl.LightningModule):
     """Backbone + head; loss cross-entropy (classes) or MSE (standardised target); AdamW with warmup + cosine."""
 
-    def __init__(self, model: nn.Module, head: nn.Module, target: str, mode: str, train_cfg: dict[str, Any],
+    def __init__(self, model: nn.Module, head: nn.Module, target: str, mode: str, train_cfg: FinetuneTrainArgs,
                  total_steps: int, class_weights: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model, self.head = model, head
-        self.target, self.mode, self.cfg, self.total_steps = target, mode, dict(train_cfg), total_steps
+        self.target, self.mode, self.total_steps = target, mode, total_steps
+        self.cfg = dataclasses.replace(train_cfg)  # a copy of the ``train`` section
         self.strict_loading = False  # checkpoints hold the trainable tensors only; the rest is the base model
         if class_weights is not None:
             self.register_buffer("class_weights", class_weights.float(), persistent=False)
@@ -177,14 +180,14 @@ class FinetuneModule(pl.LightningModule):
         row = {"step": step, "loss": float(loss), "lr": float(optimizer.param_groups[0]["lr"]),
                "grad_norm": float(grad_norm), "rows_per_s": rps}
         self.step_log.append(row)
-        if step % int(self.cfg["log_interval"]) == 0 or step == self.total_steps:
+        if step % int(self.cfg.log_interval) == 0 or step == self.total_steps:
             self.log_dict({f"train/{k}": v for k, v in row.items() if k != "step"}, rank_zero_only=True)
         self.log("loss", row["loss"], prog_bar=True, logger=False, rank_zero_only=True)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The update, then (full mode) the Hyena-LI log-pole clamp of pretraining, before any checkpoint."""
         super().optimizer_step(*args, **kwargs)
-        bound = self.cfg.get("max_log_pole")
+        bound = self.cfg.max_log_pole
         if self.mode == "full" and bound is not None:
             clamp_log_poles(self.backbone, float(bound))
 
@@ -209,7 +212,7 @@ class FinetuneModule(pl.LightningModule):
         """AdamW: backbone (lr) and head (head_lr), each split into decay / no-decay by parameter kind."""
         c = self.cfg
         groups = []
-        for part, lr in ((self.model, float(c["lr"])), (self.head, float(c["head_lr"]))):
+        for part, lr in ((self.model, float(c.lr)), (self.head, float(c.head_lr))):
             decay, no_decay = {}, {}
             for module in part.modules():
                 for name, p in module.named_parameters(recurse=False):
@@ -217,11 +220,11 @@ class FinetuneModule(pl.LightningModule):
                         (decay if decays(module, name) else no_decay)[id(p)] = p
             for key in set(decay) & set(no_decay):
                 decay.pop(key)
-            groups += [{"params": list(decay.values()), "weight_decay": float(c["weight_decay"]), "lr": lr},
+            groups += [{"params": list(decay.values()), "weight_decay": float(c.weight_decay), "lr": lr},
                        {"params": list(no_decay.values()), "weight_decay": 0.0, "lr": lr}]
         groups = [g for g in groups if g["params"]]
-        opt = torch.optim.AdamW(groups, lr=float(c["lr"]), betas=tuple(c["betas"]), eps=float(c["eps"]))
-        warmup, total, ratio = int(c["warmup_steps"]), self.total_steps, float(c["min_lr_ratio"])
+        opt = torch.optim.AdamW(groups, lr=float(c.lr), betas=tuple(c.betas), eps=float(c.eps))
+        warmup, total, ratio = int(c.warmup_steps), self.total_steps, float(c.min_lr_ratio)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total, ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +86,22 @@ def _base_info(cfg: FinetuneConfig, base_path: Path, mcfg: ModelConfig) -> dict[
 
 def _head_config(cfg: FinetuneConfig, data: TaskData, mcfg: ModelConfig) -> dict[str, Any]:
     h = cfg.head
-    layer = h["layer"]
+    layer = h.layer
     if layer != "final" and int(layer[7:]) >= mcfg.num_layers:
         raise ConfigError(f"head.layer: {layer} does not exist (the base model has {mcfg.num_layers} blocks)")
     n_out = 1 if data.target == "regression" else len(data.classes or [])
     head = {"kind": "variant" if cfg.is_variant else "sequence", "in_dim": mcfg.hidden_size,
-            "hidden": int(h["hidden"]), "n_out": n_out, "dropout": float(h["dropout"]), "layer": layer}
+            "hidden": int(h.hidden), "n_out": n_out, "dropout": float(h.dropout), "layer": layer}
     if cfg.is_variant:
-        head.update(radius=int(h["radius"]), parts=list(h["parts"]), zero_shot=bool(h["zero_shot"]),
+        head.update(radius=int(h.radius), parts=list(h.parts), zero_shot=bool(h.zero_shot),
                     window=int(data.counts["window"]))
     else:
-        head.update(max_length=int(data.counts["max_length"]), crop=cfg.data["crop"])
+        head.update(max_length=int(data.counts["max_length"]), crop=cfg.data.crop)
     return head
 
 
 def _base_dtype(cfg: FinetuneConfig, mcfg: ModelConfig) -> str:
-    d = cfg.train["base_dtype"]
+    d = cfg.train.base_dtype
     if d != "auto":
         return d
     return "float32" if cfg.mode == "full" else mcfg.dtype
@@ -108,11 +109,11 @@ def _base_dtype(cfg: FinetuneConfig, mcfg: ModelConfig) -> str:
 
 def _plan(cfg: FinetuneConfig, data: TaskData) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(fit name, training rows, evaluated rows) in run order."""
-    if cfg.split["method"] == "folds":
+    if cfg.split.method == "folds":
         assert data.folds is not None
         fits = [(f"fold{k}", np.flatnonzero(data.folds != k), np.flatnonzero(data.folds == k))
-                for k in range(int(cfg.split["n_folds"]))]
-        if cfg.split["final"]:
+                for k in range(int(cfg.split.n_folds))]
+        if cfg.split.final:
             fits.append(("final", np.arange(len(data)), np.zeros(0, dtype=np.int64)))
         return fits
     return [("main", data.rows("train"), data.rows("val", "test"))]
@@ -179,17 +180,17 @@ def build_module(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: Mod
     backbone.checkpoint_info = None  # its weights are about to change: no longer the base checkpoint's
     for p in backbone.parameters():
         p.requires_grad_(cfg.mode == "full")
-    backbone.set_activation_checkpointing(bool(cfg.train["activation_checkpointing"]))
-    torch.manual_seed(int(cfg.train["seed"]))
+    backbone.set_activation_checkpointing(bool(cfg.train.activation_checkpointing))
+    torch.manual_seed(int(cfg.train.seed))
     head = make_head(_head_config(cfg, data, mcfg))
     model = backbone
     if cfg.mode == "lora":
         from genomod.finetuning.adapters import wrap_lora
 
         lo = cfg.lora
-        model = wrap_lora(backbone, int(lo["r"]), float(lo["alpha"]), float(lo["dropout"]), list(lo["targets"]))
+        model = wrap_lora(backbone, int(lo.r), float(lo.alpha), float(lo.dropout), list(lo.targets))
     weights = None
-    if data.target == "classification" and cfg.train["class_weight"] == "balanced":
+    if data.target == "classification" and cfg.train.class_weight == "balanced":
         weights = class_weights(data.y[train_rows], len(data.classes or []))
     return FinetuneModule(model, head, data.target, cfg.mode, cfg.train, total_steps, weights)
 
@@ -234,12 +235,12 @@ def _fit_data(cfg: FinetuneConfig, data: TaskData, train_rows: np.ndarray, eval_
 
     t = cfg.train
     mean, std = (target["mean"], target["std"]) if target["kind"] == "regression" else (0.0, 1.0)
-    train_set = TaskRows(data, train_rows, seed=int(t["seed"]), rc_augment=bool(cfg.data["rc_augment"]),
+    train_set = TaskRows(data, train_rows, seed=int(t.seed), rc_augment=bool(cfg.data.rc_augment),
                          target_mean=mean, target_std=std)
-    val_rows = np.intersect1d(eval_rows, data.rows("val")) if cfg.split["method"] != "folds" else eval_rows[:0]
+    val_rows = np.intersect1d(eval_rows, data.rows("val")) if cfg.split.method != "folds" else eval_rows[:0]
     val_set = TaskRows(data, val_rows, target_mean=mean, target_std=std) if len(val_rows) else None
-    return TaskDataModule(train_set, val_set, int(t["micro_batch_size"]), int(t["grad_accum"]), total,
-                          int(t["num_workers"]))
+    return TaskDataModule(train_set, val_set, int(t.micro_batch_size), int(t.grad_accum), total,
+                          int(t.num_workers))
 
 
 def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, total: int, validate: bool,
@@ -252,15 +253,15 @@ def _fit_trainer(cfg: FinetuneConfig, fit_dir: Path, name: str, module: Any, tot
     t = cfg.train
     ckpt_dir = fit_dir / "checkpoints"
     ckpt_io = FinetuneCheckpointIO(module.trainable_names(), {"fit": name, "total_steps": total})
-    ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint["interval"]), int(cfg.checkpoint["keep_last"]), total)
+    ckpt_cb = StepCheckpoint(ckpt_dir, int(cfg.checkpoint.interval), int(cfg.checkpoint.keep_last), total)
     log_cb = StepLogWriter(fit_dir / "train_log.jsonl")
-    trainer = make_trainer(fit_dir, cfg.distributed, t["precision"], total, int(t["grad_accum"]),
-                           float(t["grad_clip"]), int(t["val_interval"]), validate,
+    trainer = make_trainer(fit_dir, cfg.distributed, t.precision, total, int(t.grad_accum),
+                           float(t.grad_clip), int(t.val_interval), validate,
                            [ckpt_cb, log_cb, RNGState(), *(extra_callbacks or [])], ckpt_io,
-                           bool(cfg.output["progress_bar"]), bool(cfg.output["tensorboard"]),
-                           bool(t["deterministic"]))
+                           bool(cfg.output.progress_bar), bool(cfg.output.tensorboard),
+                           bool(t.deterministic))
     check_world_size(trainer, cfg.distributed)
-    ckpt_path = find_resume_checkpoint(ckpt_dir) if cfg.checkpoint["resume"] == "auto" else None
+    ckpt_path = find_resume_checkpoint(ckpt_dir) if cfg.checkpoint.resume == "auto" else None
     if trainer.is_global_zero:
         if ckpt_path is not None:
             log.info("fit %s: resuming from %s", name, ckpt_path)
@@ -276,7 +277,7 @@ def _predict_fit(cfg: FinetuneConfig, data: TaskData, module: Any, eval_rows: np
     on_gpu = cfg.distributed.uses_gpu()
     module.to(torch.device("cuda") if on_gpu else torch.device("cpu"))
     mean, std = (target["mean"], target["std"]) if target["kind"] == "regression" else (0.0, 1.0)
-    raw = predict(module, TaskRows(data, eval_rows, target_mean=mean, target_std=std), int(cfg.eval["batch_size"]))
+    raw = predict(module, TaskRows(data, eval_rows, target_mean=mean, target_std=std), int(cfg.eval.batch_size))
     table = _prediction_table(data, eval_rows, _outputs(target, raw), target)
     with atomic_path(fit_dir / "predictions.tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
@@ -298,9 +299,9 @@ def run_fit(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelCon
     t0, c0 = time.time(), time.process_time()
     fit_dir.mkdir(parents=True, exist_ok=True)
     t = cfg.train
-    if t["deterministic"]:
+    if t.deterministic:
         torch.use_deterministic_algorithms(True)
-    pl.seed_everything(int(t["seed"]), workers=True, verbose=False)
+    pl.seed_everything(int(t.seed), workers=True, verbose=False)
     total = cfg.total_steps(len(train_rows))
     target = _target_card(data, train_rows)
     module = build_module(cfg, data, base_path, mcfg, train_rows, total)
@@ -325,7 +326,7 @@ def run_fit(cfg: FinetuneConfig, data: TaskData, base_path: Path, mcfg: ModelCon
         card = model_card(cfg, data, base, target, name, mcfg)
         module.to("cpu")
         result["model_files"] = save_finetuned(module, fit_dir / "model", card, cfg.mode,
-                                               bool(cfg.output["save_merged"]), _base_dtype(cfg, mcfg))
+                                               bool(cfg.output.save_merged), _base_dtype(cfg, mcfg))
     _write_json(done_path, result)
     shutil.rmtree(fit_dir / "checkpoints", ignore_errors=True)  # done: the fit is not resumed again
     return result
@@ -339,14 +340,14 @@ def model_card(cfg: FinetuneConfig, data: TaskData, base: dict[str, Any], target
             "head": _head_config(cfg, data, mcfg),
             "fit": fit, "data": {"files": data.files, "label_map": data.label_map}}
     if cfg.mode == "lora":
-        card["lora"] = dict(cfg.lora)
+        card["lora"] = asdict(cfg.lora)
     return card
 
 
 def _metrics(cfg: FinetuneConfig, data: TaskData, table: pd.DataFrame, target: dict[str, Any]) -> dict[str, Any]:
     from genomod.finetuning.metrics import classification_metrics, regression_metrics
 
-    n_boot, seed = int(cfg.eval["n_boot"]), int(cfg.eval["seed"])
+    n_boot, seed = int(cfg.eval.n_boot), int(cfg.eval.seed)
 
     def one(df: pd.DataFrame) -> dict[str, Any]:
         if target["kind"] == "regression":
@@ -356,7 +357,7 @@ def _metrics(cfg: FinetuneConfig, data: TaskData, table: pd.DataFrame, target: d
         probs = df[[f"p_{c}" for c in classes]].to_numpy(float)
         return classification_metrics(y, probs, classes, n_boot, seed)
 
-    if cfg.split["method"] == "folds":
+    if cfg.split.method == "folds":
         per = {f: one(sub) for f, sub in table.groupby("split")}
         return {"out_of_fold": one(table), "per_fold": per}
     return {s: one(table[table["split"] == s]) for s in ("val", "test") if (table["split"] == s).any()}
@@ -405,7 +406,7 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict[str, Any], overri
     base = _base_info(cfg, base_path, mcfg)
     _write_json(out / "config.json", cfg.to_dict())
     fits = _plan(cfg, data)
-    model_fit = fits[-1][0] if cfg.split["method"] != "folds" or cfg.split["final"] else None
+    model_fit = fits[-1][0] if cfg.split.method != "folds" or cfg.split.final else None
     results = {}
     for name, train_rows, eval_rows in fits:
         results[name] = run_fit(cfg, data, base_path, mcfg, base, name, train_rows, eval_rows,
@@ -433,11 +434,11 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict[str, Any], overri
         shutil.rmtree(dst, ignore_errors=True)
         os.replace(tmp_dst, dst)
     ref = results[model_fit or fits[-1][0]]
-    split_info = dict(cfg.split)
+    split_info = asdict(cfg.split)
     if data.folds is not None:
         split_info["folds"] = [{"fold": int(k), "rows": int((data.folds == k).sum()),
                                 "blocks": int(len(set(data.groups[data.folds == k])))}
-                               for k in range(int(cfg.split["n_folds"]))]
+                               for k in range(int(cfg.split.n_folds))]
     card = {"format": "genomod-task-card", "genomod_version": __version__, "task": cfg.task, "mode": cfg.mode,
             "base": base, "data": {"files": data.files, "counts": data.counts, "label_map": data.label_map},
             "split": split_info, "metrics": metrics, "parameters": ref["parameters"],

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from genomod.errors import ConfigError, InputError
-from genomod.finetuning.config import FinetuneConfig
+from genomod.finetuning.config import FinetuneConfig, SplitArgs
 from genomod.tokenizer import encode
 from genomod.utils import file_digest
 
@@ -128,16 +128,16 @@ def _labels(values: pd.Series, cfg: FinetuneConfig, path: Path, key: str
             ) -> tuple[np.ndarray, list[str] | None, str, dict[str, Any]]:
     """(y, classes, target kind, label map); rows outside the task get y = NaN (class tasks: -1)."""
     d = cfg.data
-    if cfg.task == "sequence-regression" or (cfg.is_variant and d["score_column"] is not None):
+    if cfg.task == "sequence-regression" or (cfg.is_variant and d.score_column is not None):
         y = pd.to_numeric(values, errors="coerce")
         bad = y.isna() & values.notna()
         if bad.any():
             raise InputError(f"{path}: {key} value {values[bad].iloc[0]!r} is not a number")
         return y.to_numpy(dtype=np.float64), None, "regression", {}
     v = values.astype("string").str.strip()
-    if d["positive"]:
-        pos = set(d["positive"])
-        neg = set(d["negative"]) if d["negative"] else None
+    if d.positive:
+        pos = set(d.positive)
+        neg = set(d.negative) if d.negative else None
         y = np.full(len(v), -1, dtype=np.int64)
         present = v.notna().to_numpy()
         is_pos = v.isin(pos).fillna(False).to_numpy(dtype=bool)
@@ -149,7 +149,7 @@ def _labels(values: pd.Series, cfg: FinetuneConfig, path: Path, key: str
                              f"(values: {', '.join(sorted(map(str, v.dropna().unique()))[:10])})")
         return y, ["negative", "positive"], "classification", {"positive": sorted(pos),
                                                                "negative": sorted(neg) if neg else "all other"}
-    classes = list(d["classes"]) if d["classes"] else sorted(map(str, v.dropna().unique()))
+    classes = list(d.classes) if d.classes else sorted(map(str, v.dropna().unique()))
     if len(classes) < 2:
         raise InputError(f"{path}: {key} has fewer than two label values ({classes})")
     if cfg.is_variant and len(classes) != 2:
@@ -193,21 +193,21 @@ def _dedupe(split: np.ndarray, groups: np.ndarray, order: list[str], mode: str, 
 def _read_sequences(cfg: FinetuneConfig, path: Path, fmt: str) -> tuple[pd.DataFrame, str]:
     """A frame with id, sequence, label, split from a FASTA (labels in headers) or TSV; the label key for messages."""
     d, s = cfg.data, cfg.split
-    split_key = s["column"] if s["method"] == "column" else None
+    split_key = s.column if s.method == "column" else None
     if fmt == "fasta":
-        return (_read_fasta_records(path, d["label_column"], split_key),
-                f"header key {d['label_column']!r} (data.label_column)")
+        return (_read_fasta_records(path, d.label_column, split_key),
+                f"header key {d.label_column!r} (data.label_column)")
     df = _read_tsv(path)
-    _need_column(df, path, d["sequence_column"], "data.sequence_column")
-    _need_column(df, path, d["label_column"], "data.label_column")
+    _need_column(df, path, d.sequence_column, "data.sequence_column")
+    _need_column(df, path, d.label_column, "data.label_column")
     if split_key:
         _need_column(df, path, split_key, "split.column")
-    ids = df[d["id_column"]] if d["id_column"] else pd.Series([f"row{i + 1}" for i in range(len(df))])
-    if d["id_column"]:
-        _need_column(df, path, d["id_column"], "data.id_column")
-    df = pd.DataFrame({"id": ids.astype(str).to_numpy(), "sequence": df[d["sequence_column"]].fillna(""),
-                       "label": df[d["label_column"]], "split": df[split_key] if split_key else None})
-    return df, f"column {d['label_column']!r} (data.label_column)"
+    ids = df[d.id_column] if d.id_column else pd.Series([f"row{i + 1}" for i in range(len(df))])
+    if d.id_column:
+        _need_column(df, path, d.id_column, "data.id_column")
+    df = pd.DataFrame({"id": ids.astype(str).to_numpy(), "sequence": df[d.sequence_column].fillna(""),
+                       "label": df[d.label_column], "split": df[split_key] if split_key else None})
+    return df, f"column {d.label_column!r} (data.label_column)"
 
 
 def _split_column(df: pd.DataFrame, path: Path, column: str, name: Any) -> np.ndarray:
@@ -221,32 +221,32 @@ def _split_column(df: pd.DataFrame, path: Path, column: str, name: Any) -> np.nd
     return np.array([SPLIT_NAMES[x] for x in raw], dtype=object)
 
 
-def _sequence_split(s: dict[str, Any], df: pd.DataFrame, ids: list[str], path: Path
+def _sequence_split(s: SplitArgs, df: pd.DataFrame, ids: list[str], path: Path
                     ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """Split name per record, the split order (for de-duplication) and the folds (method folds only)."""
-    if s["method"] == "column":
-        return _split_column(df, path, s["column"], lambda i: f"record {ids[i]!r}"), list(SPLIT_ORDER), None
-    u = np.array([_record_unit(int(s["seed"]), rid) for rid in ids])
-    if s["method"] == "random":
-        split = np.where(u < s["test_fraction"], "test",
-                         np.where(u < s["test_fraction"] + s["val_fraction"], "val", "train")).astype(object)
+    if s.method == "column":
+        return _split_column(df, path, s.column, lambda i: f"record {ids[i]!r}"), list(SPLIT_ORDER), None
+    u = np.array([_record_unit(int(s.seed), rid) for rid in ids])
+    if s.method == "random":
+        split = np.where(u < s.test_fraction, "test",
+                         np.where(u < s.test_fraction + s.val_fraction, "val", "train")).astype(object)
         return split, list(SPLIT_ORDER), None
-    folds = np.minimum((u * int(s["n_folds"])).astype(np.int64), int(s["n_folds"]) - 1)
+    folds = np.minimum((u * int(s.n_folds)).astype(np.int64), int(s.n_folds) - 1)
     split = np.array([f"fold{k}" for k in folds], dtype=object)
-    return split, [f"fold{k}" for k in range(int(s["n_folds"]))], folds
+    return split, [f"fold{k}" for k in range(int(s.n_folds))], folds
 
 
 def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     """Read, label, crop, encode and split a sequence task."""
     d, s = cfg.data, cfg.split
     path = cfg.data_path
-    fmt = _format(path, d["format"])
+    fmt = _format(path, d.format)
     if fmt == "vcf":
         raise ConfigError(f"data.path: {path} is a VCF, but task {cfg.task} reads sequences (FASTA or TSV); use "
                           "task: variant-effect for variants")
     df, label_key = _read_sequences(cfg, path, fmt)
     y, classes, target, label_map = _labels(df["label"], cfg, path, label_key)
-    max_length = int(d["max_length"] or max_seqlen)
+    max_length = int(d.max_length or max_seqlen)
     if max_length > max_seqlen:
         raise ConfigError(f"data.max_length: {max_length} exceeds the base model's max_seqlen {max_seqlen}")
     counts: dict[str, Any] = {"records": len(df)}
@@ -256,11 +256,11 @@ def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     counts["dropped_empty"] = int((keep & empty).sum())
     keep &= ~empty
     df, y = df[keep].reset_index(drop=True), y[keep]
-    tokens = [_crop(encode(seq), max_length, d["crop"]) for seq in df["sequence"]]
+    tokens = [_crop(encode(seq), max_length, d.crop) for seq in df["sequence"]]
     groups = np.array([_digest(t) for t in tokens], dtype=object)
     ids = df["id"].astype(str).tolist()
     split, order, folds = _sequence_split(s, df, ids, path)
-    drop = _dedupe(split, groups, order, s["duplicates"], ids)
+    drop = _dedupe(split, groups, order, s.duplicates, ids)
     counts["dropped_duplicates"] = int(drop.sum())
     within = pd.Series(groups[~drop]).duplicated().sum()
     counts["duplicates_within_splits"] = int(within)
@@ -278,9 +278,9 @@ def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
 def _read_variants(cfg: FinetuneConfig, path: Path, fmt: str) -> tuple[pd.DataFrame, str, str]:
     """A frame with chrom, pos, ref, alt, label (and split); the label column key for messages."""
     d, s = cfg.data, cfg.split
-    col = d["score_column"] or d["label_column"]
-    key = "data.score_column" if d["score_column"] else "data.label_column"
-    split_key = s["column"] if s["method"] == "column" else None
+    col = d.score_column or d.label_column
+    key = "data.score_column" if d.score_column else "data.label_column"
+    split_key = s.column if s.method == "column" else None
     if fmt == "vcf":
         import pysam
 
@@ -336,19 +336,19 @@ def _variant_windows(ref: Any, df: pd.DataFrame, contigs: list[str], window: int
     return ref_tok, alt_tok
 
 
-def _variant_split(s: dict[str, Any], df: pd.DataFrame, groups: np.ndarray, ids: list[str], path: Path
+def _variant_split(s: SplitArgs, df: pd.DataFrame, groups: np.ndarray, ids: list[str], path: Path
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Split name per variant and the folds (method folds: grouped by genomic block); a column split must keep
     each block in one split."""
-    if s["method"] == "folds":
+    if s.method == "folds":
         from genomod.heads.cv import grouped_folds
 
-        folds = grouped_folds(groups, int(s["n_folds"]), int(s["seed"]))
+        folds = grouped_folds(groups, int(s.n_folds), int(s.seed))
         return np.array([f"fold{k}" for k in folds], dtype=object), folds
-    split = _split_column(df, path, s["column"], lambda i: f"variant {ids[i]}")
+    split = _split_column(df, path, s.column, lambda i: f"variant {ids[i]}")
     for g, sub in pd.DataFrame({"g": groups, "s": split}).groupby("g")["s"]:
         if sub.nunique() > 1:
-            raise InputError(f"{path}: genomic block {g} (split.block_size {s['block_size']}) has variants in "
+            raise InputError(f"{path}: genomic block {g} (split.block_size {s.block_size}) has variants in "
                              f"{', '.join(sorted(sub.unique()))}: neighbouring variants share their context, "
                              "so keep each block in one split")
     return split, None
@@ -360,11 +360,11 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
 
     d, s = cfg.data, cfg.split
     path = cfg.data_path
-    fmt = _format(path, d["format"])
+    fmt = _format(path, d.format)
     if fmt == "fasta":
         raise ConfigError(f"data.path: {path} is a FASTA, but variant-effect reads variants (VCF or TSV with "
                           "chrom, pos, ref, alt); use task: sequence-classification for labelled sequences")
-    window = int(d["window"] or min(max_seqlen, 8192))
+    window = int(d.window or min(max_seqlen, 8192))
     if window > max_seqlen:
         raise ConfigError(f"data.window: {window} exceeds the base model's max_seqlen {max_seqlen}")
     df, label_key, _ = _read_variants(cfg, path, fmt)
@@ -393,7 +393,7 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     y = y[keep]
     contigs = [c for c, k in zip(contigs, keep) if k]
     ref_tok, alt_tok = _variant_windows(ref, df, contigs, window)
-    block = int(s["block_size"])
+    block = int(s.block_size)
     if len(set(contigs)) == 1:  # one contig: the block ids of genomod.heads (pos // block), hence its folds
         from genomod.heads.cv import genomic_blocks
 
@@ -414,14 +414,14 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
 
 
 def _check_splits(data: TaskData, cfg: FinetuneConfig) -> None:
-    if cfg.split["method"] == "folds":
-        if len(np.unique(data.folds)) < int(cfg.split["n_folds"]):
-            raise InputError(f"{cfg.data['path']}: too few rows for {cfg.split['n_folds']} folds")
+    if cfg.split.method == "folds":
+        if len(np.unique(data.folds)) < int(cfg.split.n_folds):
+            raise InputError(f"{cfg.data.path}: too few rows for {cfg.split.n_folds} folds")
         return
     if not len(data.rows("train")):
-        raise InputError(f"{cfg.data['path']}: no training rows after splitting ({data.counts['by_split']})")
+        raise InputError(f"{cfg.data.path}: no training rows after splitting ({data.counts['by_split']})")
     if data.target == "classification" and len(np.unique(data.y[data.rows("train")])) < 2:
-        raise InputError(f"{cfg.data['path']}: the training rows hold a single class")
+        raise InputError(f"{cfg.data.path}: the training rows hold a single class")
 
 
 def load_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:

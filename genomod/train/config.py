@@ -5,8 +5,8 @@
 known; an unknown key or a bad value raises ``ConfigError`` naming the dotted key (``train.lr: must be > 0``).
 Validation reads no file: the shards, a resume folder and an ``init_from`` checkpoint are checked by
 ``check_inputs`` (genomod.train) when the run is built, or by ``--check``.
-The generic helpers (``read_config_file``, ``apply_overrides``, ``merge_sections``, ``check_*``) are shared
-with the fine-tuning config.
+The generic helpers (``read_config_file``, ``apply_overrides``, ``merge_sections``, ``section_defaults``,
+``check_*``) and ``DistributedArgs`` are shared with the fine-tuning config.
 """
 
 from __future__ import annotations
@@ -263,7 +263,8 @@ SECTIONS: dict[str, type] = {"data": DataArgs, "train": TrainArgs, "checkpoint":
                              "distributed": DistributedArgs, "output": OutputArgs}
 
 
-def _section_defaults(cls: type) -> dict[str, Any]:
+def section_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of the dataclass ``cls`` (a section's entry in ``DEFAULTS``)."""
     return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
             for f in dataclasses.fields(cls)}
 
@@ -272,7 +273,7 @@ def _section_defaults(cls: type) -> dict[str, Any]:
 # other model key overrides a ModelConfig field (``preset: null`` = the remaining keys are the whole model).
 DEFAULTS: dict[str, Any] = {
     "model": {"preset": "tiny"},
-    **{name: _section_defaults(cls) for name, cls in SECTIONS.items()},
+    **{name: section_defaults(cls) for name, cls in SECTIONS.items()},
     "init_from": None,  # genomod checkpoint (folder or shipped name) to start from, e.g. context extension
 }
 
