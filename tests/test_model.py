@@ -98,6 +98,37 @@ def test_fft_conv_equals_direct_conv():
     assert torch.allclose(ref.direct_causal_conv(x.float(), h.float()).double(), direct, atol=1e-4)
 
 
+@pytest.mark.parametrize(("length", "taps"), [(639, 128), (512, 512), (300, 130), (7, 3), (1, 1)])
+def test_fast_fft_length_has_no_wraparound_and_small_factors(length, taps):
+    n = ref.fast_fft_length(length, taps)
+    assert n >= length + min(taps, length) - 1
+    m = n
+    for p in (2, 3, 5):
+        while m % p == 0:
+            m //= p
+    assert m == 1
+    assert ref.fast_fft_length(639, 128) == 768  # not 2 x 639 = 1278 (prime factor 71)
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 40])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_short_depthwise_conv_on_strided_views_equals_conv1d(length, with_state):
+    """The shifted-sum FIR on a strided channel view (the featurizer's x2 / x1 / v), with or without carried
+    state and for chunks shorter than the filter, equals conv1d over the explicitly padded input."""
+    torch.manual_seed(0)
+    z = torch.randn(2, length, 3 * 5)
+    w = torch.randn(3 * 5, 1, 4)
+    state = torch.randn(2, 3 * 5, 3) if with_state else None
+    zt = z.transpose(1, 2)
+    for i in range(3):
+        x, wi = zt[:, i::3], w[i::3]
+        pad = state[:, i::3] if with_state else torch.zeros(2, 5, 3)
+        want = torch.nn.functional.conv1d(torch.cat([pad, x], dim=-1), wi, groups=5)
+        got = ref.causal_depthwise_conv(x, wi, state=None if state is None else state[:, i::3])
+        assert got.is_contiguous()
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_modal_filter_lean_equals_dense():
     lp = -torch.rand(8, 16, 1) * 0.5
     res = torch.randn(8, 16)

@@ -93,10 +93,15 @@ class HyenaOperator(nn.Module):
         """``z`` (B, L, 3C) -> ``x2, x1, v`` (B, C, L); carries the FIR tail into ``new`` when given."""
         zt = z.transpose(1, 2)
         ks = self.short_filter_length
-        zf = ref.causal_depthwise_conv(zt, self.short_filter_weight, self.short_filter_bias, state.get("fir"))
+        w, bias, fir = self.short_filter_weight, self.short_filter_bias, state.get("fir")
         if new is not None and ks > 1:
-            new["fir"] = _tail(state.get("fir"), zt, ks - 1)
-        zf = self._split(zf)
+            new["fir"] = _tail(fir, zt, ks - 1)
+        if self.interleave and not self.column_split:
+            # channels interleave x2, x1, v: filter each set as a strided view (no reorder copy); the same
+            # values as filtering all channels and reordering, the filter being per channel
+            return tuple(ref.causal_depthwise_conv(zt[:, i::3], w[i::3], None if bias is None else bias[i::3],
+                                                   None if fir is None else fir[:, i::3]) for i in range(3))
+        zf = self._split(ref.causal_depthwise_conv(zt, w, bias, fir))
         c = zf.shape[1] // 3
         return zf[:, :c], zf[:, c : 2 * c], zf[:, 2 * c :]
 

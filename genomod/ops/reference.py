@@ -42,34 +42,63 @@ def causal_depthwise_conv(
     """Causal depthwise FIR in ``nn.Conv1d`` orientation: ``y[t] = sum_k w[k] x[t - K + 1 + k]``.
 
     ``weight`` is (C, K) or (C, 1, K). ``state`` (B, C, K-1) holds the inputs before ``x`` (zeros if None),
-    so chunked calls with carried state equal one call on the whole sequence.
+    so chunked calls with carried state equal one call on the whole sequence. ``x`` may be a strided view.
     """
     w = weight.reshape(weight.shape[0], -1).float()
     k = w.shape[-1]
-    xf = x.float()
-    if k > 1:
-        pad = state.float() if state is not None else xf.new_zeros(x.shape[0], x.shape[1], k - 1)
-        xf = torch.cat([pad, xf], dim=-1)
     if k <= SHIFTED_SUM_MAX_TAPS:  # the sum itself, one multiply-add per tap (CPU: ~3x faster than conv1d)
-        length = xf.shape[-1] - k + 1
-        y = xf[..., k - 1 :] * w[:, k - 1, None]
-        for j in range(k - 1):
-            y.addcmul_(xf[..., j : j + length], w[:, j, None])
+        y = _shifted_sum(x.float(), w, None if state is None else state.float())
     else:
-        y = F.conv1d(xf, w[:, None, :], groups=x.shape[1])
+        xf = x.float()
+        pad = state.float() if state is not None else xf.new_zeros(x.shape[0], x.shape[1], k - 1)
+        y = F.conv1d(torch.cat([pad, xf], dim=-1), w[:, None, :], groups=x.shape[1])
     if bias is not None:
         y = y + bias.float()[None, :, None]
     return y.to(x.dtype)
 
 
+def _shifted_sum(x: torch.Tensor, w: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+    """``causal_depthwise_conv`` as one multiply-add per tap on shifted slices of ``x`` and ``state``: no
+    padded copy of the input; float32 (B, C, L), contiguous whatever the strides of ``x``."""
+    length, k = x.shape[-1], w.shape[-1]
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):  # autograd: no out= products
+        y = x.contiguous() * w[:, k - 1, None]
+    else:
+        y = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        torch.mul(x, w[:, k - 1, None], out=y)
+    for j in range(k - 1):
+        s = k - 1 - j  # tap j reads the input s steps back: from x after position s, from state before it
+        if s < length:
+            y[..., s:].addcmul_(x[..., : length - s], w[:, j, None])
+        if state is not None:
+            n = min(s, length)
+            y[..., :n].addcmul_(state[..., j : j + n], w[:, j, None])
+    return y
+
+
+def fast_fft_length(length: int, filter_length: int) -> int:
+    """Smallest FFT length >= ``length + filter_length - 1`` (no wrap-around into the first ``length``
+    outputs) with no prime factor above 5 (pocketfft's fast sizes)."""
+    n = max(1, length + min(filter_length, length) - 1)
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def fft_causal_conv(x: torch.Tensor, h: torch.Tensor, fft_size: int | None = None) -> torch.Tensor:
     """Causal convolution ``y[t] = sum_{j<=t} h[j] x[t-j]`` via FFT (filter in time orientation).
 
-    ``x`` (B, C, L), ``h`` (C, Lh) with Lh <= L or longer (truncated). Default FFT size 2L as in vortex.
+    ``x`` (B, C, L), ``h`` (C, Lh) with Lh <= L or longer (truncated). The FFT length is the smallest fast
+    size >= L + Lh - 1 (``fast_fft_length``; 2L for a full-length filter as in vortex, about L + Lh for a short one).
     """
     length = x.shape[-1]
-    n = fft_size or 2 * length
     h = h[..., :length].float()
+    n = fft_size or fast_fft_length(length, h.shape[-1])
     y = torch.fft.irfft(torch.fft.rfft(x.float(), n=n) * torch.fft.rfft(h, n=n), n=n)[..., :length]
     return y
 
