@@ -1,4 +1,4 @@
-"""Small shared helpers: input checks and opening, atomic output files, htslib stderr capture, device selection.
+"""Small shared helpers: input checks and opening, atomic output files and folders, htslib stderr capture, device selection.
 
 Imported by the pure I/O modules (``genomod.io``), so torch is imported only inside ``resolve_device``.
 """
@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +53,33 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final`` (``.NAME.tmp``, a stale one removed first); when the
+    block succeeds, replace ``final`` with it (its files fsynced first when ``fsync``), else remove it.
+
+    A reader never finds a half-written folder under the final name (checkpoints, fine-tuned models).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if fsync:  # make the data durable before the rename publishes the folder
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        check_terminated()
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -258,3 +258,22 @@ def test_final_validation_logged_once(shards: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in rows if "val_loss" in r] == [2, 3]
     assert [r["step"] for r in summary["val_curve"]] == [2, 3]
     assert summary["final_val_loss"] == rows[-1]["val_loss"]
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_the_old_folder_on_failure(tmp_path):
+    """Checkpoints, exported and fine-tuned models are published through ``atomic_dir``."""
+    from genomod.utils import atomic_dir
+
+    final = tmp_path / "out" / "model"
+    with atomic_dir(final) as tmp:
+        assert tmp.is_dir() and not any(tmp.iterdir()) and tmp.parent == final.parent
+        (tmp / "a.txt").write_text("one")
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_dir(final, fsync=True) as tmp:
+        (tmp / "a.txt").write_text("two")
+        raise RuntimeError("interrupted")
+    assert (final / "a.txt").read_text() == "one"  # the old folder is untouched
+    assert sorted(p.name for p in final.parent.iterdir()) == ["model"]  # no temporary folder left
+    with atomic_dir(final, fsync=True) as tmp:
+        (tmp / "b.txt").write_text("three")
+    assert sorted(p.name for p in final.iterdir()) == ["b.txt"]  # replaced whole, not merged

@@ -31,7 +31,7 @@ from genomod.model import ModelConfig
 from genomod.scoring.finetuned import FT_FILE, FT_FORMAT, FT_FORMAT_VERSION, HEAD_FILE, head_output, make_head
 from genomod.train.callbacks import StepLogWriter
 from genomod.train.checkpointing import SafeCheckpointIO, checkpoint_step
-from genomod.utils import atomic_path, file_digest, write_json
+from genomod.utils import atomic_dir, atomic_path, file_digest, write_json
 
 log = logging.getLogger("genomod.finetuning")
 TRAINABLE = "trainable.safetensors"
@@ -200,11 +200,7 @@ def save_finetuned(module: Any, folder: Path, card: dict[str, Any], mode: str, s
     """Write a fine-tuned model folder atomically: head, adapters / weights, finetune.json; returns file names."""
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(folder) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()},
                   str(tmp / HEAD_FILE), metadata={"format": FT_FORMAT})
         dtype = None if base_dtype == "float32" else base_dtype
@@ -219,12 +215,6 @@ def save_finetuned(module: Any, folder: Path, card: dict[str, Any], mode: str, s
         elif mode == "full":
             save_model(module.backbone, tmp, training=training, dtype=dtype)
         (tmp / FT_FILE).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return sorted(p.name for p in folder.iterdir())
 
 
@@ -424,15 +414,12 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict[str, Any], overri
     with atomic_path(out / "predictions.tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     if model_fit is not None:
-        src, dst = out / "fits" / model_fit / "model", out / "model"
-        tmp_dst = out / ".model.tmp"
-        shutil.rmtree(tmp_dst, ignore_errors=True)
-        shutil.copytree(src, tmp_dst)
-        doc = json.loads((tmp_dst / FT_FILE).read_text())
-        doc["metrics"] = metrics
-        (tmp_dst / FT_FILE).write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-        shutil.rmtree(dst, ignore_errors=True)
-        os.replace(tmp_dst, dst)
+        src = out / "fits" / model_fit / "model"
+        with atomic_dir(out / "model") as tmp_dst:
+            shutil.copytree(src, tmp_dst, dirs_exist_ok=True)
+            doc = json.loads((tmp_dst / FT_FILE).read_text())
+            doc["metrics"] = metrics
+            (tmp_dst / FT_FILE).write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
     ref = results[model_fit or fits[-1][0]]
     split_info = asdict(cfg.split)
     if data.folds is not None:

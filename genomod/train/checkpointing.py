@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from genomod.checkpoint import CONFIG, WEIGHTS, save_model
 from genomod.errors import ModelError
 from genomod.model import HybridModel, ModelConfig
+from genomod.utils import atomic_dir
 
 log = logging.getLogger("genomod.train")
 
@@ -89,10 +88,7 @@ class SafeCheckpointIO(CheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         """Write ``checkpoint`` (a Lightning checkpoint dict) to folder ``path`` atomically."""
-        final = Path(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-        try:
+        with atomic_dir(path, fsync=True) as tmp:
             ckpt = dict(checkpoint)
             names = self.write_weights(ckpt.pop("state_dict"), tmp, int(ckpt.get("global_step", 0)))
             tensors: dict[str, torch.Tensor] = {}
@@ -101,15 +97,6 @@ class SafeCheckpointIO(CheckpointIO):
             sizes = {name: (tmp / name).stat().st_size for name in (*names, STATE_TENSORS)}
             (tmp / STATE_JSON).write_text(json.dumps({"format": STATE_FORMAT, "file_sizes": sizes,
                                                       "state": doc}) + "\n")
-            for f in tmp.iterdir():  # make the data durable before the rename publishes the folder
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> dict[str, Any]:
         """Read a checkpoint folder back into a Lightning checkpoint dict (ModelError when corrupt)."""

@@ -15,7 +15,7 @@ from genomod.errors import ConfigError
 from genomod.model import ModelConfig
 from genomod.train.callbacks import StepCheckpoint, StepLogWriter
 from genomod.train.config import TrainConfig
-from genomod.utils import write_json
+from genomod.utils import atomic_dir, write_json
 
 log = logging.getLogger("genomod.train")
 
@@ -124,16 +124,12 @@ def export_final(checkpoint: Path, final: Path, meta: dict[str, Any]) -> None:
     ``training`` metadata), replacing ``final`` atomically."""
     from genomod.checkpoint import CONFIG, WEIGHTS
 
-    tmp = final.parent / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name in (WEIGHTS, CONFIG):
-        shutil.copy2(checkpoint / name, tmp / name)
-    doc = json.loads((tmp / CONFIG).read_text())
-    doc["training"] = {**doc.get("training", {}), **meta}
-    (tmp / CONFIG).write_text(json.dumps(doc, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with atomic_dir(final) as tmp:
+        for name in (WEIGHTS, CONFIG):
+            shutil.copy2(checkpoint / name, tmp / name)
+        doc = json.loads((tmp / CONFIG).read_text())
+        doc["training"] = {**doc.get("training", {}), **meta}
+        (tmp / CONFIG).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def summarize(run: PretrainRun, final: Path) -> dict[str, Any]:
