@@ -21,7 +21,7 @@ from genomod.data_paths import models_dir
 from genomod.errors import ConfigError, ModelError
 from genomod.model import HybridModel, ModelConfig
 from genomod.tokenizer import TOKENIZER_VERSION
-from genomod.utils import atomic_path, resolve_device, write_json
+from genomod.utils import atomic_path, read_format_json, resolve_device, write_json
 
 FORMAT = "genomod-checkpoint"
 FORMAT_VERSION = 1
@@ -95,15 +95,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
 def read_checkpoint_config(path: Path) -> dict[str, Any]:
     """Parse and check ``config.json`` of a checkpoint folder."""
     cfg_path = path / CONFIG
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{cfg_path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "model" not in doc:
-        raise ModelError(f"{cfg_path}: not a genomod checkpoint config")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelError(f"{cfg_path}: written by a newer genomod ({doc.get('genomod_version')}, format "
-                         f"{doc['format_version']}); upgrade genomod to load it")
+    doc = read_format_json(cfg_path, FORMAT, FORMAT_VERSION, "model", "checkpoint config")
     tok = doc.get("tokenizer_version", TOKENIZER_VERSION)
     if tok != TOKENIZER_VERSION:
         raise ModelError(f"{cfg_path}: tokenizer {tok!r} differs from this genomod's {TOKENIZER_VERSION!r}")

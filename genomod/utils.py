@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from genomod.errors import DeviceError, InputError, check_terminated
+from genomod.errors import DeviceError, InputError, ModelError, check_terminated
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +82,21 @@ def atomic_dir(final: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_format_json(path: Path, fmt: str, max_version: int, required: str, what: str) -> dict[str, Any]:
+    """Parse a genomod JSON document of format ``fmt``; ModelError naming ``path`` when it is corrupt, of
+    another kind (``what``, e.g. "checkpoint config"), lacks ``required``, or comes from a newer genomod."""
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt or required not in doc:
+        raise ModelError(f"{path}: not a genomod {what}")
+    if int(doc.get("format_version", 0)) > max_version:
+        raise ModelError(f"{path}: written by a newer genomod ({doc.get('genomod_version', 'unknown version')}, "
+                         f"format {doc['format_version']}); upgrade genomod to load it")
+    return doc
 
 
 def check_readable(path: str | os.PathLike, kind: str, allow_empty: bool = False) -> Path:

@@ -13,7 +13,6 @@ trained model and the scorer run one and the same forward.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from genomod.errors import ModelError
+from genomod.utils import read_format_json
 
 FT_FILE, HEAD_FILE = "finetune.json", "head.safetensors"
 FT_FORMAT, FT_FORMAT_VERSION = "genomod-finetune", 1
@@ -151,15 +151,7 @@ def read_finetune_card(folder: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(folder) / FT_FILE
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: corrupt JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FT_FORMAT or "head" not in doc:
-        raise ModelError(f"{path}: not a genomod fine-tuned model card")
-    if int(doc.get("format_version", 0)) > FT_FORMAT_VERSION:
-        raise ModelError(f"{path}: written by a newer genomod (format {doc['format_version']}); upgrade genomod")
-    return doc
+    return read_format_json(path, FT_FORMAT, FT_FORMAT_VERSION, "head", "fine-tuned model card")
 
 
 def backbone_source(folder: str | os.PathLike, card: dict[str, Any]) -> str:
