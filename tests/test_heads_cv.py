@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from genomod.errors import ConfigError, InputError, ModelError
+from genomod.eval.report import write_head_outputs
 from genomod.heads import (
     FeatureSpec,
+    HeadCV,
     LogisticHead,
     MLPHead,
     build_features,
@@ -121,8 +123,10 @@ def test_fit_heads_on_embeddings_writes_outputs(tmp_path: Path) -> None:
     y[:5] = np.nan  # outside the task
     emb["ref/blocks.0"][7] = np.nan  # unscored variant
     zs = np.random.default_rng(1).normal(size=len(y))  # an uninformative zero-shot column
-    res = fit_heads_on_embeddings(emb, ["blocks.0", "blocks.1"], y, pos, out_dir=tmp_path, n_splits=4,
-                                  inner_splits=2, zero_shot=zs)
+    res = fit_heads_on_embeddings(emb, ["blocks.0", "blocks.1"], y, pos, HeadCV(n_splits=4, inner_splits=2),
+                                  zero_shot=zs)
+    assert not any(tmp_path.iterdir())  # fitting writes nothing: the report does
+    write_head_outputs(res, y, pos, tmp_path)
     s = res["summary"]
     assert s["n_excluded"] == 6 and s["final_layer"] == "blocks.1" and 0 <= s["oof_brier"] <= 1
     assert np.isnan(res["oof"][:5]).all() and (res["folds"][:5] == -1).all()
@@ -133,3 +137,20 @@ def test_fit_heads_on_embeddings_writes_outputs(tmp_path: Path) -> None:
     X = build_features(emb, head.feature_spec, "blocks.1", zs)
     ok = np.isfinite(X).all(axis=1)
     np.testing.assert_array_equal(head.predict_proba(X[ok]), res["head"].predict_proba(X[ok]))
+
+
+def test_brca1_eval_with_heads_writes_the_head_report(tmp_path: Path) -> None:
+    """``run_brca1(heads=True)`` (``genomod eval brca1 --heads``): heads fitted in genomod.heads, files written by
+    the report (shipped model, every 20th BRCA1 SNV)."""
+    import pandas as pd
+
+    from genomod.data_paths import data_dir
+    from genomod.eval.brca1 import run_brca1
+
+    table = pd.read_csv(data_dir() / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").iloc[::20]
+    table.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    res = run_brca1(tmp_path / "out", model="default", mode="fast", heads=True, layers=["blocks.4"],
+                    table=tmp_path / "t.tsv", n_boot=20)
+    folds = pd.read_csv(tmp_path / "out" / "heads" / "folds.tsv", sep="\t")
+    assert len(folds) == len(table) and set(folds["fold"]) <= set(range(-1, 5))
+    assert load_head(tmp_path / "out" / "heads" / "head").layer == "blocks.4" == res["heads"]["final_layer"]

@@ -180,16 +180,18 @@ def run_brca1(out_dir: str | os.PathLike, model: str = "default", mode: str = "e
             ref = brca1_reference_path()
             scorer = VariantScorer(model=model, reference=ref, device=device, window=window,
                                    batch_size=batch_size, rc=rc)
-        from genomod.heads.cv import fit_heads_on_embeddings
+        from genomod.eval.report import write_head_outputs
+        from genomod.heads.cv import HeadCV, fit_heads_on_embeddings
 
         layers = list(layers) if layers else default_layers(scorer.model)
         emb = scorer.embed(df[list(KEYS)], layers=layers)
         zs = model_cols[0] if model_cols else None
+        y, pos = labels.to_numpy(dtype=float), df["pos"].to_numpy()
         head_result = fit_heads_on_embeddings(
-            emb, layers, labels.to_numpy(dtype=float), df["pos"].to_numpy(), out_dir=Path(out_dir),
-            kind=head_kind, n_splits=n_splits, seed=seed, block_size=block_size,
+            emb, layers, y, pos, HeadCV(kind=head_kind, n_splits=n_splits, seed=seed, block_size=block_size),
             zero_shot=None if zs is None else -df[zs].to_numpy(dtype=float),
         )
+        write_head_outputs(head_result, y, pos, out_dir)
         df["head_oof"] = head_result["oof"]
         df["head_fold"] = head_result["folds"]
         specs.append(ScoreSpec("head_oof", 1, "head"))

@@ -195,3 +195,28 @@ def run_report(df: pd.DataFrame, score_columns: Sequence[str | ScoreSpec], label
     result["table"] = table
     result["files"] = ["metrics.json", "scores.tsv", "report.md"] + figures
     return result
+
+
+def write_head_outputs(result: Mapping[str, Any], y: np.ndarray, pos: np.ndarray, out_dir: str | os.PathLike
+                       ) -> list[str]:
+    """Write a ``fit_heads_on_embeddings`` result under ``out_dir/heads``: folds.tsv (per-variant block, fold,
+    label, out-of-fold probability), reliability.png and the final head (safetensors + JSON); returns the files
+    (also recorded in ``result['summary']['files']``)."""
+    from genomod.eval.plots import reliability_plot
+
+    hdir = Path(out_dir) / "heads"
+    hdir.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(y, dtype=np.float64)
+    oof = result["oof"]
+    table = pd.DataFrame({"pos": np.asarray(pos), "block": result["blocks"], "fold": result["folds"], "label": y,
+                          "oof": oof})
+    with atomic_path(hdir / "folds.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="")
+    summary = result["summary"]
+    ok = np.isfinite(oof)
+    reliability_plot(y[ok], oof[ok], hdir / "reliability.png",
+                     title=f"{summary['kind']} head, out-of-fold (Brier {summary['oof_brier']:.3f})")
+    result["head"].save(hdir / "head")
+    files = ["heads/folds.tsv", "heads/reliability.png", "heads/head/head.safetensors", "heads/head/head.json"]
+    summary["files"] = files
+    return files

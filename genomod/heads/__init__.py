@@ -11,6 +11,7 @@ from genomod.heads.base import (
     register_head,
 )
 from genomod.heads.cv import (
+    HeadCV,
     cross_validate,
     fit_heads_on_embeddings,
     genomic_blocks,
@@ -21,7 +22,7 @@ from genomod.heads.logistic import LogisticHead
 from genomod.heads.mlp import MLPHead
 
 __all__ = [
-    "HEAD_KINDS", "FeatureSpec", "Head", "LogisticHead", "MLPHead", "build_features", "cross_validate",
+    "HEAD_KINDS", "FeatureSpec", "Head", "HeadCV", "LogisticHead", "MLPHead", "build_features", "cross_validate",
     "fit_heads_on_embeddings", "genomic_blocks", "grouped_folds", "head_column", "load_head",
     "nested_layer_sweep", "new_head", "register_head",
 ]

@@ -8,13 +8,11 @@ outer training part only (nested), so the out-of-fold AUROC of a sweep is not op
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from genomod.errors import ConfigError, InputError
 from genomod.heads.base import FeatureSpec, Head, build_features, new_head
@@ -105,46 +103,57 @@ def nested_layer_sweep(features: Mapping[str, np.ndarray], y: np.ndarray, groups
             "fold_auroc": fold_auroc}
 
 
+@dataclass(frozen=True)
+class HeadCV:
+    """How heads are fitted and judged: head kind and parameters, outer / inner folds, seed, genomic block size
+    of the grouping, and the feature parts (ref, alt, diff of the pooled embeddings)."""
+
+    kind: str = "logistic"
+    n_splits: int = 5
+    inner_splits: int = 3
+    seed: int = 0
+    block_size: int = 100
+    parts: tuple[str, ...] = ("ref", "alt", "diff")
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
 def fit_heads_on_embeddings(emb: Mapping[str, np.ndarray], layers: Sequence[str], y: np.ndarray,
-                            pos: np.ndarray, out_dir: str | os.PathLike | None = None, kind: str = "logistic",
-                            n_splits: int = 5, inner_splits: int = 3, seed: int = 0,
-                            zero_shot: np.ndarray | None = None, exon_ids: Sequence[Any] | None = None,
-                            block_size: int = 100, parts: tuple[str, ...] = ("ref", "alt", "diff"),
-                            params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Layer sweep with nested grouped CV, final head on all rows, Brier score and reliability plot.
+                            pos: np.ndarray, cv: HeadCV | None = None, zero_shot: np.ndarray | None = None,
+                            exon_ids: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Layer sweep with nested grouped CV, final head on all rows, Brier score (no files: the report writes them).
 
     ``y`` has NaN for rows outside the task; rows with NaN label, embedding or zero-shot score are excluded
-    (oof NaN, fold -1) and counted. With ``out_dir``, writes heads/folds.tsv, heads/reliability.png and the
-    final head in heads/head/ (safetensors + JSON). Returns {'oof', 'folds', 'summary'} (arrays over all rows).
+    (oof NaN, fold -1) and counted. Returns {'oof', 'folds', 'blocks'} (arrays over all rows), 'summary' and
+    the final 'head'.
     """
     from sklearn.metrics import brier_score_loss
 
+    cv = cv or HeadCV()
     layers = list(layers)
     if not layers:
         raise ConfigError("no layer given for the heads")
     y = np.asarray(y, dtype=np.float64)
-    spec = FeatureSpec(tuple(parts), zero_shot=zero_shot is not None)
+    spec = FeatureSpec(tuple(cv.parts), zero_shot=zero_shot is not None)
     feats = {layer: build_features(emb, spec, layer if f"ref/{layer}" in emb else None, zero_shot)
              for layer in layers}
     ok = np.isfinite(y)
     for X in feats.values():
         ok &= np.isfinite(X).all(axis=1)
-    if ok.sum() < 2 * n_splits:
-        raise InputError(f"only {int(ok.sum())} labelled, embedded variants: too few for {n_splits}-fold CV")
-    blocks_all = genomic_blocks(pos, block_size, exon_ids)
-    params = dict(params or {})
+    if ok.sum() < 2 * cv.n_splits:
+        raise InputError(f"only {int(ok.sum())} labelled, embedded variants: too few for {cv.n_splits}-fold CV")
+    blocks_all = genomic_blocks(pos, cv.block_size, exon_ids)
 
     def make() -> Head:
-        return new_head(kind, params=dict(params))
+        return new_head(cv.kind, params=dict(cv.params))
 
     sub = {layer: X[ok] for layer, X in feats.items()}
     if len(layers) > 1:
-        res = nested_layer_sweep(sub, y[ok], blocks_all[ok], make, n_splits, inner_splits, seed)
+        res = nested_layer_sweep(sub, y[ok], blocks_all[ok], make, cv.n_splits, cv.inner_splits, cv.seed)
     else:
-        res = cross_validate(sub[layers[0]], y[ok], blocks_all[ok], make, n_splits, seed)
-        res["chosen_layers"] = [layers[0]] * n_splits
+        res = cross_validate(sub[layers[0]], y[ok], blocks_all[ok], make, cv.n_splits, cv.seed)
+        res["chosen_layers"] = [layers[0]] * cv.n_splits
     # Final head: layer chosen by (non-nested) grouped CV on all rows; the nested OOF above is the estimate.
-    full_cv = {layer: _auroc(y[ok], cross_validate(X, y[ok], blocks_all[ok], make, n_splits, seed)["oof"])
+    full_cv = {layer: _auroc(y[ok], cross_validate(X, y[ok], blocks_all[ok], make, cv.n_splits, cv.seed)["oof"])
                for layer, X in sub.items()} if len(layers) > 1 else {layers[0]: _auroc(y[ok], res["oof"])}
     best = max(full_cv, key=lambda name: (np.nan_to_num(full_cv[name], nan=-1.0), -layers.index(name)))
     final = make().fit(sub[best], y[ok])
@@ -156,26 +165,12 @@ def fit_heads_on_embeddings(emb: Mapping[str, np.ndarray], layers: Sequence[str]
     folds[ok] = res["folds"]
     brier = float(brier_score_loss(y[ok], res["oof"]))
     summary = {
-        "kind": kind, "layers": layers, "feature_spec": spec.to_dict(), "n_used": int(ok.sum()),
-        "n_excluded": int((~ok).sum()), "n_splits": n_splits, "inner_splits": inner_splits, "seed": seed,
-        "grouping": "exon_ids" if exon_ids is not None else f"pos // {block_size}",
+        "kind": cv.kind, "layers": layers, "feature_spec": spec.to_dict(), "n_used": int(ok.sum()),
+        "n_excluded": int((~ok).sum()), "n_splits": cv.n_splits, "inner_splits": cv.inner_splits,
+        "seed": cv.seed, "grouping": "exon_ids" if exon_ids is not None else f"pos // {cv.block_size}",
         "oof_auroc": _auroc(y[ok], res["oof"]), "oof_brier": brier,
         "fold_auroc": res["fold_auroc"], "chosen_layers_per_fold": res["chosen_layers"],
         "final_layer": best, "final_layer_cv_auroc": full_cv,
     }
     final.meta.update(training={k: v for k, v in summary.items() if k != "fold_auroc"})
-    if out_dir is not None:
-        from genomod.eval.plots import reliability_plot
-        from genomod.utils import atomic_path
-
-        hdir = Path(out_dir) / "heads"
-        hdir.mkdir(parents=True, exist_ok=True)
-        table = pd.DataFrame({"pos": np.asarray(pos), "block": blocks_all, "fold": folds, "label": y, "oof": oof})
-        with atomic_path(hdir / "folds.tsv") as tmp:
-            table.to_csv(tmp, sep="\t", index=False, na_rep="")
-        reliability_plot(y[ok], res["oof"], hdir / "reliability.png",
-                         title=f"{kind} head, out-of-fold (Brier {brier:.3f})")
-        final.save(hdir / "head")
-        summary["files"] = ["heads/folds.tsv", "heads/reliability.png", "heads/head/head.safetensors",
-                            "heads/head/head.json"]
-    return {"oof": oof, "folds": folds, "summary": summary, "head": final}
+    return {"oof": oof, "folds": folds, "blocks": blocks_all, "summary": summary, "head": final}
