@@ -232,10 +232,12 @@ def summary_markdown(records: list[dict[str, Any]]) -> str:
 
 
 def ship_brca1_model(records: list[dict[str, Any]], which: str, dest: Path, limit_mb: float = 25.0) -> Path:
-    """Copy the model folder of a BRCA1 run (fit on all variants) to ``dest``; refuse one over ``limit_mb``."""
+    """Copy the model folder of a BRCA1 run (fit on all variants) to ``dest``; refuse one over ``limit_mb``.
+    ``which``: a mode of task brca1, ``TASK:MODE`` (e.g. brca1_aux:lora), or best (highest out-of-fold AUROC)."""
     import shutil
 
-    runs = {r["mode"]: r for r in records if r["task"] == "brca1" and r["mode"] in MODE_SETTINGS}
+    runs = {(r["mode"] if r["task"] == "brca1" else f"{r['task']}:{r['mode']}"): r for r in records
+            if r["task"].startswith("brca1") and r["mode"] in MODE_SETTINGS and "out_of_fold" in r["metrics"]}
     if which == "best":
         which = max(runs, key=lambda m: runs[m]["metrics"]["out_of_fold"].get("auroc") or -1.0)
     if which not in runs:
@@ -275,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evo2-memory", action="store_true", help="with --params: depth-reduced Evo 2 7B memory runs")
     ap.add_argument("--in-process", action="store_true", help="run fine-tuning in this process (tests)")
     ap.add_argument("--kmer-max-rows", type=int, default=None, help="(tests) rows per split for the k-mer baseline")
-    ap.add_argument("--ship", default=None, metavar="MODE|best",
-                    help="copy the BRCA1 model of this mode (best: highest out-of-fold AUROC) to OUT/brca1_model/ "
-                         "(at most 25 MB)")
+    ap.add_argument("--ship", default=None, metavar="MODE|TASK:MODE|best",
+                    help="copy the BRCA1 model of this mode (or TASK:MODE, e.g. brca1_aux:lora; best: highest "
+                         "out-of-fold AUROC) to OUT/brca1_model/ (at most 25 MB)")
     ap.add_argument("--_memory-probe", dest="memory_probe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_probe:

@@ -220,6 +220,75 @@ def test_save_load_round_trip_and_scoring(mode: str, base: Path, variant_data: t
         load_model(model_dir)
 
 
+def test_probes_on_finetuned_variant_model(base: Path, variant_data: tuple[Path, Path], tmp_path: Path,
+                                           one_thread) -> None:
+    """`eval probes` on a fine-tuned variant folder ranks by the head's P(positive), as the scorer's ``ft``."""
+    from test_eval_probes import write_probe_dir
+
+    from genomod.eval import probes as P
+    from genomod.scoring import VariantScorer
+    from genomod.scoring.finetuned import finetuned_variant_model
+
+    out = tmp_path / "run"
+    finetune(_variant_cfg(base, variant_data, out, mode="full", **{"split.method": "column"}))
+    model_dir = out / "model"
+    res = P.run_probes(model_dir, write_probe_dir(tmp_path / "probes"), n_boot=0, progress=False)
+    assert set(res["probes"]) == {"nonsense", "exon_nonsense", "splice"} and "perplexity" in res["skipped"]
+    assert res["settings"]["mode"] == "finetuned" and res["settings"]["window"] == WINDOW
+    for m in res["probes"].values():
+        assert 0.0 <= m["overall"]["auroc"] <= 1.0 and m["overall"]["n_missing"] == 0
+    # the probe scores are -ft of VariantScorer on the same sequence written as a FASTA
+    rng = random.Random(4)
+    seq = "".join(rng.choice("ACGT") for _ in range(150))
+    (tmp_path / "c.fa").write_text(f">c0\n{seq}\n")
+    v = [P.ProbeVariant(0, p, seq[p], a, 0, "x") for p in (0, 40, 149) for a in "ACGT" if a != seq[p]]
+    ft = finetuned_variant_model(model_dir)
+    mine = P.finetuned_score_fn(ft, load_model(ft.backbone))(v, [seq])
+    df = pd.DataFrame({"chrom": "c0", "pos": [x.pos + 1 for x in v], "ref": [x.ref for x in v],
+                       "alt": [x.alt for x in v]})
+    theirs = VariantScorer(model=model_dir, reference=tmp_path / "c.fa", device="cpu").score(df, mode="fast")["ft"]
+    np.testing.assert_allclose(mine, -theirs.to_numpy(), rtol=0, atol=1e-6)
+    assert np.ptp(mine) > 0
+
+
+def test_auxiliary_variants_train_every_fit_and_are_never_evaluated(base: Path, variant_data: tuple[Path, Path],
+                                                                   tmp_path: Path, one_thread) -> None:
+    rng = random.Random(8)
+    seq = "".join(rng.choice("ACGT") for _ in range(1200))
+    (tmp_path / "aux.fa").write_text(f">aux0\n{seq}\n")
+    rows = []
+    for pos in sorted(rng.sample(range(60, 1140), 24)):
+        alt = rng.choice([b for b in "ACGT" if b != seq[pos - 1]])
+        rows.append({"chrom": "aux0", "pos": pos, "ref": seq[pos - 1], "alt": alt,
+                     "cls": "LOF" if alt in "AG" else "FUNC"})
+    rows.append({**rows[0], "ref": "N" if rows[0]["ref"] != "N" else "A"})  # REF mismatch: dropped, counted
+    pd.DataFrame(rows).to_csv(tmp_path / "aux.tsv", sep="\t", index=False)
+    aux = {"path": str(tmp_path / "aux.tsv"), "reference": str(tmp_path / "aux.fa")}
+    card = finetune(_variant_cfg(base, variant_data, tmp_path / "run", mode="frozen",
+                                 **{"data.auxiliary": aux, "train.max_steps": 2, "split.folds": [0, 2]}))
+    n_main = len(pd.read_csv(variant_data[0], sep="\t"))
+    counts = card["data"]["counts"]
+    assert counts["auxiliary"]["used"] == 24 and counts["auxiliary"]["dropped_ref_mismatch_or_unknown_contig"] == 1
+    assert counts["by_split"]["aux"] == 24 and counts["used"] == n_main + 24
+    assert [f["role"] for f in card["data"]["files"][2:]] == ["auxiliary", "auxiliary reference"]
+    assert set(card["fits"]) == {"fold0", "fold2"}  # split.folds: only these folds are fitted
+    for k in (0, 2):  # each fold trains on the other folds plus all auxiliary rows
+        fit = card["fits"][f"fold{k}"]
+        assert fit["train_rows"] + fit["eval_rows"] == n_main + 24
+    pred = pd.read_csv(tmp_path / "run" / "predictions.tsv", sep="\t", dtype={"chrom": str})
+    assert not pred["id"].str.startswith("aux:").any() and (pred["chrom"] == "chrT").all()
+    assert set(pred["split"]) == {"fold0", "fold2"} and len(pred) == sum(card["fits"][f]["eval_rows"] for f in
+                                                                         ("fold0", "fold2"))
+    assert card["metrics"]["out_of_fold"]["n"] == len(pred) < n_main
+    with pytest.raises(ConfigError, match="split.folds"):
+        load_config(_variant_cfg(base, variant_data, tmp_path / "x", **{"split.folds": [0, 3]}))
+    with pytest.raises(ConfigError, match="data.auxiliary"):
+        load_config(_variant_cfg(base, variant_data, tmp_path / "x", **{"data.auxiliary": {"path": aux["path"]}}))
+    with pytest.raises(ConfigError, match="data.auxiliary.reference"):
+        load_config(_variant_cfg(base, variant_data, tmp_path / "x",
+                                 **{"data.auxiliary": {**aux, "reference": str(tmp_path / "nope.fa")}}))
+
+
 def test_merge_command(base: Path, variant_data: tuple[Path, Path], tmp_path: Path, one_thread) -> None:
     out = tmp_path / "run"
     finetune(_variant_cfg(base, variant_data, out, **{"split.method": "column", "output.save_merged": False}))

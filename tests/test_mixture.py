@@ -235,3 +235,54 @@ def test_splicing_uses_training_introns_only(tmp_path: Path) -> None:
     for rec in held:  # a held-out exon-intron record's intron never reaches the training shards
         intron = rec[40:-40]
         assert encode(intron).astype(np.uint8).tobytes() not in train
+
+
+def test_variant_aux_rows_from_training_records_only(tmp_path: Path) -> None:
+    """data_prep.prepare_variant_aux: genetic-code and splice-consensus rows, from training records only."""
+    from data_prep.make_mixture import _training_record
+    from data_prep.prepare_variant_aux import collect, main
+    from genomod.eval.probes import STOP_CODONS
+
+    introns = [f"GT{_rand(50, 300 + i)}AG" for i in range(80)]
+    _write_fa(tmp_path / "eie.fa.gz", [(f"e{i} intron=41-{40 + len(x)}", _rand(40, 500 + i) + x + _rand(40, 700 + i))
+                                       for i, x in enumerate(introns)])
+    _write_fa(tmp_path / "hs3d.fa.gz", [(f"h{i}", _rand(70, 900 + i) + "GT" + _rand(68, 1100 + i)) for i in range(60)])
+    _tiny_recipe(tmp_path)  # writes mrna.fa.gz (with a BRCA1-named record and a copy of the locus)
+    sources = [{"name": "mrna", "path": "mrna.fa.gz", "kind": "mrna", "weight": 1.0},
+               {"name": "eie", "path": "eie.fa.gz", "kind": "exon-intron", "weight": 1.0,
+                "splice_layout": "header-intron"},
+               {"name": "hs3d", "path": "hs3d.fa.gz", "kind": "splice-window", "weight": 1.0, "splice_layout": "hs3d"}]
+    recipe = _tiny_recipe(tmp_path, sources=sources, splicing={"sources": ["mrna"], "introns": ["eie"]})
+    kw = dict(per_class=12, orf_sources=("mrna",), splice_sources=("eie", "hs3d"), seed=1)
+    contigs, rows, counts = collect(recipe, tmp_path, **kw)
+    assert counts["by_class"] == {"nonsense": 12, "synonymous": 12, "canonical": 12, "intronic": 12}
+    assert collect(recipe, tmp_path, **kw)[1] == rows  # seeded
+    seqs = dict(contigs)
+    by_name = {s.name: s for s in recipe.sources}
+    for r in rows:
+        seq = seqs[r["chrom"]]
+        p = r["pos"] - 1
+        assert seq[p] == r["ref"] != r["alt"]
+        assert _training_record(recipe, by_name[r["source"]], r["record"], 1)
+        assert "BRCA1" not in r["record"] and r["record"] != "sp|copy"
+        assert r["func_class"] == ("LOF" if r["kind"] in ("nonsense", "canonical") else "FUNC")
+        alt = seq[:p] + r["alt"] + seq[p + 1 :]
+        if r["kind"] == "nonsense":  # the new base completes a stop codon
+            assert any(alt[q : q + 3] in STOP_CODONS for q in range(p - 2, p + 1))
+        if r["kind"] == "canonical":
+            assert seq[p - 1 : p + 1] in ("GT", "AG") or seq[p : p + 2] in ("GT", "AG")
+    # the ORFs sit in genomic form: their contigs are longer than the mRNAs they came from (introns inserted)
+    assert all(len(seqs[r["chrom"]]) > 340 for r in rows if r["kind"] == "nonsense")
+    # the command line writes the three files
+    import yaml
+
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "window": 64, "seed": 0, "val_fraction": 0.1, "probe_fraction": 0.2, "segment": 1000,
+        "exclusion": {"loci": [str(tmp_path / "locus.fa.gz")]}, "sources": sources,
+        "splicing": {"sources": ["mrna"], "introns": ["eie"]}}))
+    args = ["--recipe", str(tmp_path / "recipe.yaml"), "--data-root", str(tmp_path), "--out", str(tmp_path / "aux")]
+    assert main(args) == 2 and not (tmp_path / "aux").exists()  # the default sources are not in this recipe
+    assert main([*args, "--orf-sources", "mrna", "--splice-sources", "eie,hs3d", "--per-class", "5"]) == 0
+    assert {p.name for p in (tmp_path / "aux").iterdir()} == {"aux.fa", "aux_variants.tsv", "manifest.json"}
+    manifest = json.loads((tmp_path / "aux" / "manifest.json").read_text())
+    assert manifest["counts"]["variants"] == 20 and set(manifest["inputs"]) == {"mrna", "eie", "hs3d"}

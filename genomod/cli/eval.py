@@ -159,7 +159,9 @@ def brca1_cmd(model: str, mode: str, window: int, rc: bool, task: str, scores_ts
 
 
 @eval_group.command("probes")
-@click.option("--model", default="default", show_default=True, help="Shipped model name or checkpoint folder.")
+@click.option("--model", default="default", show_default=True,
+              help="Shipped model name, checkpoint folder, or fine-tuned variant model folder (`genomod finetune`; "
+                   "its head's P(positive) ranks the variants, perplexity is skipped).")
 @click.option("--probes", "probes", type=click.Path(path_type=Path), default=None,
               help="Probe folder (orfs.fa.gz, splice.fa.gz, heldout.fa.gz, markov_counts.npz; missing files "
                    "skip their probe). Default: the shipped genomod/data/probes/.")

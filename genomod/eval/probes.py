@@ -32,6 +32,7 @@ from genomod.utils import atomic_path, check_readable, open_decompressed
 
 if TYPE_CHECKING:  # pragma: no cover
     from genomod.model.hybrid import HybridModel
+    from genomod.scoring.finetuned import FinetunedVariantModel
 
 BASES = "ACGT"
 MODES = ("fast", "exact")
@@ -812,12 +813,31 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def finetuned_score_fn(finetuned: FinetunedVariantModel, backbone: HybridModel, batch_size: int = 8) -> ScoreFn:
+    """Probe scores from a fine-tuned variant model: delta = -P(positive class) (``ft``), so that the probes'
+    ``-delta`` ranks what the head calls damaging first. Asks whether a head trained on one gene's assay learned
+    the concepts (stop codons, splice sites) or only its training loci."""
+
+    def score(variants: Sequence[ProbeVariant], seqs: Sequence[str]) -> np.ndarray:
+        def fetch(contig: str, start: int, end: int) -> str:
+            return seqs[int(contig)][start:end]
+
+        lengths = {str(i): len(s) for i, s in enumerate(seqs)}
+        sites = [(str(v.record), v.pos, v.ref, v.alt) for v in variants]
+        return -finetuned.predict(backbone, fetch, lengths, sites, batch_size)
+
+    return score
+
+
 def run_probes(model: HybridModel | str | os.PathLike, probe_dir: str | os.PathLike, mode: str = "fast",
                rc: bool = True, window: int | None = None, max_records: int | None = None,
                max_variants_per_class: int | None = None, seed: int = 0, n_boot: int = 1000,
                batch_size: int = 8, alpha: float = 1.0, device: str = "cpu",
                progress: bool = True) -> dict[str, Any]:
-    """Run every probe whose file is in ``probe_dir``; JSON-able dict (NaN -> None) with settings and skips."""
+    """Run every probe whose file is in ``probe_dir``; JSON-able dict (NaN -> None) with settings and skips.
+
+    ``model`` may be a fine-tuned variant-effect folder (``genomod finetune``): the variant probes then rank by
+    its head's P(positive) (``finetuned_score_fn``; mode, rc and window are the head's) and perplexity is skipped."""
     from genomod.model.hybrid import HybridModel
 
     d = Path(probe_dir)
@@ -828,14 +848,21 @@ def run_probes(model: HybridModel | str | os.PathLike, probe_dir: str | os.PathL
         raise InputError(f"{d}: no probe files (expected {', '.join(PROBE_FILES.values())})")
     _check_mode(mode, window)
     model_name = str(model) if not isinstance(model, HybridModel) else getattr(model.config, "name", "custom")
+    finetuned = None
     if not isinstance(model, HybridModel):
         from genomod.checkpoint import load_model
+        from genomod.scoring.finetuned import finetuned_variant_model
 
-        model = load_model(model, device=device)
+        finetuned = finetuned_variant_model(model)
+        model = load_model(finetuned.backbone if finetuned is not None else model, device=device)
+    score_fn = None
+    if finetuned is not None:  # the probes ask the fine-tuned head, not the language model
+        score_fn = finetuned_score_fn(finetuned, model, batch_size)
+        mode, rc, window = "finetuned", False, finetuned.window
     win = int(window) if window is not None else default_window(model)
     common = dict(mode=mode, rc=rc, window=win, max_records=max_records,
                   max_variants_per_class=max_variants_per_class, seed=seed, n_boot=n_boot,
-                  batch_size=batch_size, progress=progress)
+                  batch_size=batch_size, progress=progress, score_fn=score_fn)
     probes: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     # each file read once: the ORFs and splice records serve two probes each
@@ -851,12 +878,16 @@ def run_probes(model: HybridModel | str | os.PathLike, probe_dir: str | os.PathL
                 probes["exon_nonsense"] = exon_nonsense_probe(model, orfs, splice, **common)
         elif name == "splice":
             probes[name] = splice_probe(model, splice, **common)
+        elif finetuned is not None:
+            skipped[name] = "a fine-tuned variant model: its head scores variants; perplexity is a language-model probe"
         else:
             markov = probe_file(d, MARKOV_FILE)
             probes[name] = perplexity_probe(model, path, markov, window=win, alpha=alpha, max_records=max_records,
                                             batch_size=batch_size, progress=progress)
             if markov is None:
                 probes[name]["note"] = f"{MARKOV_FILE} not in {d}: no Markov baseline"
-    settings = {"model": model_name, "probe_dir": str(d), **{k: v for k, v in common.items() if k != "progress"},
-                "alpha": alpha}
+    settings = {"model": model_name, "probe_dir": str(d),
+                **{k: v for k, v in common.items() if k not in ("progress", "score_fn")}, "alpha": alpha}
+    if finetuned is not None:
+        settings["score"] = "-delta = P(positive class) of the fine-tuned head"
     return _json_safe({"settings": settings, "probes": probes, "skipped": skipped})

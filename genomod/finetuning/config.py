@@ -81,6 +81,9 @@ class FinetuneDataArgs:
     crop: str = "center"  # center | start
     window: int | None = None  # variant-effect: window around each variant (default: model max_seqlen, <= 8192)
     rc_augment: bool = False  # reverse-complement half of the training sequences (strand-symmetric tasks only)
+    # variant-effect: more labelled variants {path, reference} (same label column and values), added to the training
+    # rows of every fit and never evaluated, e.g. the genetic-code rows of data_prep.prepare_variant_aux
+    auxiliary: dict[str, str] | None = None
 
     def validate(self) -> None:
         """Check paths, columns and label values (label values become lists of strings)."""
@@ -124,6 +127,7 @@ class SplitArgs:
     seed: int = 0
     duplicates: str = "error"  # same sequence in two splits: error | drop (kept on the training side)
     final: bool = True  # method folds: also fit on all rows and save that model
+    folds: list[int] | None = None  # method folds: fit only these folds (a quick check; metrics cover their rows)
 
     def validate(self, task: str) -> None:
         """Check every value (the default method follows ``task``)."""
@@ -145,6 +149,11 @@ class SplitArgs:
         check_num(s, "split", "seed", int, lo=0)
         check_choice(s, "split", "duplicates", ("error", "drop"))
         check_bool(s, "split", "final")
+        if self.folds is not None:
+            ks = self.folds
+            if not isinstance(ks, list) or not ks or len(set(ks)) != len(ks) or not all(
+                    isinstance(k, int) and not isinstance(k, bool) and 0 <= k < self.n_folds for k in ks):
+                fail("split.folds", f"must be distinct fold numbers 0..{self.n_folds - 1}, got {ks!r}")
 
 
 @dataclass
@@ -369,7 +378,17 @@ class FinetuneConfig:
                 fail("data.score_column", "give either a score column (regression) or data.positive (labels)")
             if d.classes is not None:
                 fail("data.classes", "variant-effect labels are binary: use data.positive (and data.negative)")
+            if d.auxiliary is not None:
+                aux = d.auxiliary
+                if not isinstance(aux, dict) or set(aux) != {"path", "reference"}:
+                    fail("data.auxiliary", f"must be {{path: <TSV or VCF>, reference: <FASTA>}}, got {aux!r}")
+                for key in ("path", "reference"):
+                    if not isinstance(aux[key], str) or not aux[key]:
+                        fail(f"data.auxiliary.{key}", f"must be a file path, got {aux[key]!r}")
+                    resolve_data_path(aux[key], f"data.auxiliary.{key}")
         else:
+            if d.auxiliary is not None:
+                fail("data.auxiliary", "only variant-effect tasks take auxiliary variants")
             if d.score_column is not None:
                 fail("data.score_column", f"only for variant-effect tasks; {self.task} reads data.label_column")
             if self.task == "sequence-regression" and (d.positive or d.classes):

@@ -111,12 +111,13 @@ def _plan(cfg: FinetuneConfig, data: TaskData) -> list[tuple[str, np.ndarray, np
     """(fit name, training rows, evaluated rows) in run order."""
     if cfg.split.method == "folds":
         assert data.folds is not None
+        # auxiliary rows (fold -1) train every fit and are never evaluated
         fits = [(f"fold{k}", np.flatnonzero(data.folds != k), np.flatnonzero(data.folds == k))
-                for k in range(int(cfg.split.n_folds))]
+                for k in (cfg.split.folds or range(int(cfg.split.n_folds)))]
         if cfg.split.final:
             fits.append(("final", np.arange(len(data)), np.zeros(0, dtype=np.int64)))
         return fits
-    return [("main", data.rows("train"), data.rows("val", "test"))]
+    return [("main", data.rows("train", "aux"), data.rows("val", "test"))]
 
 
 def _target_card(data: TaskData, train_rows: np.ndarray) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from genomod.errors import ConfigError, InputError
-from genomod.finetuning.config import FinetuneConfig, SplitArgs
+from genomod.finetuning.config import FinetuneConfig, SplitArgs, resolve_data_path
 from genomod.tokenizer import encode
 from genomod.utils import file_digest
 
@@ -275,12 +275,14 @@ def load_sequence_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     return data
 
 
-def _read_variants(cfg: FinetuneConfig, path: Path, fmt: str) -> tuple[pd.DataFrame, str, str]:
-    """A frame with chrom, pos, ref, alt, label (and split); the label column key for messages."""
+def _read_variants(cfg: FinetuneConfig, path: Path, fmt: str, with_split: bool = True
+                   ) -> tuple[pd.DataFrame, str, str]:
+    """A frame with chrom, pos, ref, alt, label (and split, unless ``with_split`` is off); the label column key
+    for messages."""
     d, s = cfg.data, cfg.split
     col = d.score_column or d.label_column
     key = "data.score_column" if d.score_column else "data.label_column"
-    split_key = s.column if s.method == "column" else None
+    split_key = s.column if s.method == "column" and with_split else None
     if fmt == "vcf":
         import pysam
 
@@ -354,22 +356,34 @@ def _variant_split(s: SplitArgs, df: pd.DataFrame, groups: np.ndarray, ids: list
     return split, None
 
 
-def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
-    """Read, label, window, encode and split (by genomic block) a variant-effect task."""
+@dataclass
+class _VariantRows:
+    """One variant file read, labelled, checked against its reference and windowed."""
+
+    df: pd.DataFrame
+    y: np.ndarray
+    classes: list[str] | None
+    target: str
+    label_map: dict[str, Any]
+    contigs: list[str]
+    ref_tokens: np.ndarray
+    alt_tokens: np.ndarray
+    files: list[dict[str, Any]]
+    counts: dict[str, Any]
+
+
+def _load_variant_rows(cfg: FinetuneConfig, path: Path, ref_path: Path, window: int,
+                       with_split: bool = True) -> _VariantRows:
+    """Read, label and window the variants of ``path`` on ``ref_path`` (rows without a label or whose REF does not
+    match the reference are dropped and counted; ``with_split``: read the split column of method column)."""
     from genomod.io import ReferenceGenome
 
-    d, s = cfg.data, cfg.split
-    path = cfg.data_path
-    fmt = _format(path, d.format)
+    fmt = _format(path, cfg.data.format)
     if fmt == "fasta":
         raise ConfigError(f"data.path: {path} is a FASTA, but variant-effect reads variants (VCF or TSV with "
                           "chrom, pos, ref, alt); use task: sequence-classification for labelled sequences")
-    window = int(d.window or min(max_seqlen, 8192))
-    if window > max_seqlen:
-        raise ConfigError(f"data.window: {window} exceeds the base model's max_seqlen {max_seqlen}")
-    df, label_key, _ = _read_variants(cfg, path, fmt)
+    df, label_key, _ = _read_variants(cfg, path, fmt, with_split)
     y, classes, target, label_map = _labels(df["label"], cfg, path, label_key)
-    ref_path = cfg.reference_path
     ref = ReferenceGenome(ref_path)
     counts: dict[str, Any] = {"records": len(df)}
     keep = (y >= 0) if target == "classification" else np.isfinite(y)
@@ -390,9 +404,23 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
     if not keep.any():
         raise InputError(f"{path}: no labelled variant matches reference {ref_path} (wrong genome build?)")
     df = df[keep].reset_index(drop=True)
-    y = y[keep]
     contigs = [c for c, k in zip(contigs, keep) if k]
     ref_tok, alt_tok = _variant_windows(ref, df, contigs, window)
+    files = [{"path": str(path), "sha256": file_digest(path), "format": fmt},
+             {"path": str(ref_path), "sha256": file_digest(ref_path), "format": "fasta", "role": "reference"}]
+    return _VariantRows(df, y[keep], classes, target, label_map, contigs, ref_tok, alt_tok, files, counts)
+
+
+def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
+    """Read, label, window, encode and split (by genomic block) a variant-effect task; ``data.auxiliary`` rows
+    join with split ``aux`` (fold -1): in the training rows of every fit, never evaluated."""
+    d, s = cfg.data, cfg.split
+    path = cfg.data_path
+    window = int(d.window or min(max_seqlen, 8192))
+    if window > max_seqlen:
+        raise ConfigError(f"data.window: {window} exceeds the base model's max_seqlen {max_seqlen}")
+    main = _load_variant_rows(cfg, path, cfg.reference_path, window)
+    df, contigs = main.df, main.contigs
     block = int(s.block_size)
     if len(set(contigs)) == 1:  # one contig: the block ids of genomod.heads (pos // block), hence its folds
         from genomod.heads.cv import genomic_blocks
@@ -402,10 +430,30 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
         groups = np.array([f"{c}:{p // block}" for c, p in zip(contigs, df["pos"].to_numpy())], dtype=object)
     ids = df["id"].astype(str).tolist()
     split, folds = _variant_split(s, df, groups, ids, path)
-    data = TaskData(cfg.task, target, ids, y, classes, split, folds, groups, ref_tokens=ref_tok,
-                    alt_tokens=alt_tok, variants=df[["chrom", "pos", "ref", "alt"]].copy(), label_map=label_map)
-    data.files = [{"path": str(path), "sha256": file_digest(path), "format": fmt},
-                  {"path": str(ref_path), "sha256": file_digest(ref_path), "format": "fasta", "role": "reference"}]
+    y, ref_tok, alt_tok, files = main.y, main.ref_tokens, main.alt_tokens, list(main.files)
+    counts: dict[str, Any] = dict(main.counts)
+    variants = df[["chrom", "pos", "ref", "alt"]]
+    if d.auxiliary is not None:
+        aux_path = resolve_data_path(d.auxiliary["path"], "data.auxiliary.path")
+        aux = _load_variant_rows(cfg, aux_path, resolve_data_path(d.auxiliary["reference"],
+                                                                  "data.auxiliary.reference"), window,
+                                 with_split=False)
+        if aux.target != main.target or aux.classes != main.classes:
+            raise InputError(f"{aux_path}: auxiliary labels give classes {aux.classes} ({aux.target}), the task "
+                             f"{main.classes} ({main.target})")
+        n = len(aux.df)
+        ids += [f"aux:{i}" for i in aux.df["id"].astype(str)]
+        y = np.concatenate([y, aux.y])
+        split = np.concatenate([split, np.full(n, "aux", dtype=object)])
+        folds = None if folds is None else np.concatenate([folds, np.full(n, -1, dtype=folds.dtype)])
+        groups = np.concatenate([groups, np.array([f"aux:{c}" for c in aux.contigs], dtype=object)])
+        ref_tok, alt_tok = np.concatenate([ref_tok, aux.ref_tokens]), np.concatenate([alt_tok, aux.alt_tokens])
+        variants = pd.concat([variants, aux.df[["chrom", "pos", "ref", "alt"]]], ignore_index=True)
+        files += [{**f, "role": "auxiliary" if f.get("role") is None else "auxiliary reference"} for f in aux.files]
+        counts["auxiliary"] = {**aux.counts, "used": n}
+    data = TaskData(cfg.task, main.target, ids, y, main.classes, split, folds, groups, ref_tokens=ref_tok,
+                    alt_tokens=alt_tok, variants=variants.copy(), label_map=main.label_map)
+    data.files = files
     data.counts = {**counts, "used": len(data), "window": window, "blocks": int(len(set(groups))),
                    "block_size": block,
                    "by_split": {str(k): int(v) for k, v in zip(*np.unique(data.split, return_counts=True))}}
@@ -415,12 +463,12 @@ def load_variant_task(cfg: FinetuneConfig, max_seqlen: int) -> TaskData:
 
 def _check_splits(data: TaskData, cfg: FinetuneConfig) -> None:
     if cfg.split.method == "folds":
-        if len(np.unique(data.folds)) < int(cfg.split.n_folds):
+        if len(np.unique(data.folds[data.folds >= 0])) < int(cfg.split.n_folds):
             raise InputError(f"{cfg.data.path}: too few rows for {cfg.split.n_folds} folds")
         return
-    if not len(data.rows("train")):
+    if not len(data.rows("train", "aux")):
         raise InputError(f"{cfg.data.path}: no training rows after splitting ({data.counts['by_split']})")
-    if data.target == "classification" and len(np.unique(data.y[data.rows("train")])) < 2:
+    if data.target == "classification" and len(np.unique(data.y[data.rows("train", "aux")])) < 2:
         raise InputError(f"{cfg.data.path}: the training rows hold a single class")
 
 
