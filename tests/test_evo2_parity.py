@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Iterator
@@ -46,11 +47,16 @@ def _import_vortex() -> types.ModuleType | None:
     except ImportError:  # vortex.ops.attn_interface imports it unconditionally; a stub suffices on CPU
         sys.modules["flash_attn_2_cuda"] = types.ModuleType("flash_attn_2_cuda")
         stub = True
+    cwd = os.getcwd()
     try:
-        import vortex.model.model as vmodel
+        # vortex.logging opens ``activations_debug.log`` in the working directory on import: keep it out of the tree
+        with tempfile.TemporaryDirectory(prefix="genomod-vortex-") as tmp:
+            os.chdir(tmp)
+            import vortex.model.model as vmodel
     except Exception:  # noqa: BLE001 - any import failure means "no reference available"
         return None
     finally:
+        os.chdir(cwd)
         if stub:
             sys.modules.pop("flash_attn_2_cuda", None)
         if old is None:
