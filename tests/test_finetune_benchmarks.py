@@ -146,3 +146,24 @@ def test_splice_prep_test_split_is_held_out_of_pretraining(tmp_path: Path) -> No
     assert (donors.str[70:72] == "GT").all()  # GUE and HS3D donors share one offset after cropping
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["test_dropped_by_screen"] == 1 and "other" in manifest["screened_sources"]
+
+
+def test_ship_picks_the_named_run_and_refuses_large_models(tmp_path: Path) -> None:
+    mod = _script()
+    records = []
+    for task, mode, auroc in (("brca1", "lora", 0.6), ("brca1", "full", 0.55), ("brca1_aux", "lora", 0.58),
+                              ("splice", "lora", 0.9)):
+        run = tmp_path / f"{task}_{mode}"
+        (run / "model").mkdir(parents=True)
+        (run / "model" / "finetune.json").write_text(json.dumps({"task": task, "mode": mode}))
+        records.append({"task": task, "mode": mode, "run_dir": str(run),
+                        "metrics": {"out_of_fold" if task != "splice" else "test": {"auroc": auroc}}})
+    dest = tmp_path / "out" / "brca1_model"
+    for which, want in (("best", "brca1_lora"), ("full", "brca1_full"), ("brca1_aux:lora", "brca1_aux_lora")):
+        mod.ship_brca1_model(records, which, dest)
+        doc = json.loads((dest / "finetune.json").read_text())
+        assert f"{doc['task']}_{doc['mode']}" == want
+    with pytest.raises(SystemExit, match="no BRCA1 run"):
+        mod.ship_brca1_model(records, "splice:lora", dest)
+    with pytest.raises(SystemExit, match="MB"):
+        mod.ship_brca1_model(records, "full", dest, limit_mb=1e-9)
