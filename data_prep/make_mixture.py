@@ -383,6 +383,18 @@ def _training_record(recipe: Recipe, src: Source, rid: str, length: int) -> bool
         record_unit(recipe.seed, src.name, rid) >= recipe.probe_fraction + recipe.val_fraction
 
 
+def exclusion_filters(recipe: Recipe) -> tuple[KmerScreen | None, re.Pattern | None]:
+    """The recipe's benchmark exclusion: the k-mer screen of its loci and its header name pattern (None if unset)."""
+    ex = recipe.exclusion
+    loci = [Path(p) for p in ex["loci"]]
+    for p in loci:
+        if not p.is_file():
+            raise InputError(f"{p}: exclusion locus FASTA not found")
+    screen = KmerScreen(loci, ex["kmer"]) if loci else None
+    name_re = re.compile(ex["name_pattern"], re.IGNORECASE) if ex["name_pattern"] else None
+    return screen, name_re
+
+
 def intron_pool(recipe: Recipe, root: Path, screen: KmerScreen | None,
                 name_re: re.Pattern | None) -> tuple[list[bytes], dict[str, int]]:
     """The whole introns of the training records of ``recipe.splicing.introns`` (name filter, thinning and k-mer
@@ -500,13 +512,8 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "probes").mkdir(parents=True)
+    screen, name_re = exclusion_filters(recipe)
     ex = recipe.exclusion
-    loci = [Path(p) for p in ex["loci"]]
-    for p in loci:
-        if not p.is_file():
-            raise InputError(f"{p}: exclusion locus FASTA not found")
-    screen = KmerScreen(loci, ex["kmer"]) if loci else None
-    name_re = re.compile(ex["name_pattern"], re.IGNORECASE) if ex["name_pattern"] else None
     pool, pool_counts = intron_pool(recipe, root, screen, name_re) if recipe.splicing else (None, {})
     probe_out = {kind: _ProbeWriter(tmp / "probes" / f"{kind}.fa.gz") for kind in PROBE_KINDS}
     heldout = gzip.open(tmp / "probes" / "heldout.fa.gz", "wt")
@@ -515,7 +522,7 @@ def make_mixture(recipe: Recipe, data_root: str | Path, out: str | Path, overwri
         "format": FORMAT, "genomod_version": __version__, "tokenizer_version": TOKENIZER_VERSION,
         "recipe": recipe_path, "window": recipe.window, "seed": recipe.seed, "val_fraction": recipe.val_fraction,
         "probe_fraction": recipe.probe_fraction, "segment": recipe.segment,
-        "exclusion": {**ex, "loci": [{"path": str(p), "md5": file_digest(p, "md5")} for p in loci],
+        "exclusion": {**ex, "loci": [{"path": str(p), "md5": file_digest(p, "md5")} for p in map(Path, ex["loci"])],
                       "rule": "drop records whose header matches name_pattern, or with >= max_fraction of their "
                               "ACGT k-mer positions whose canonical k-mer occurs in the loci"},
         "sources": [], "counts": {"train": 0, "val": 0},

@@ -40,6 +40,7 @@ from data_prep.make_mixture import (
     Source,
     _read_records,
     _training_record,
+    exclusion_filters,
     intron_pool,
     load_recipe,
     longest_orf,
@@ -62,9 +63,13 @@ CLASSES = {("nonsense", 1): "nonsense", ("synonymous", 0): "synonymous", ("splic
            ("splice", 0): "intronic"}
 
 
-def _pick(variants: list[ProbeVariant], label: int, rng: np.random.Generator) -> ProbeVariant | None:
-    cands = [v for v in variants if v.label == label]
-    return cands[int(rng.integers(len(cands)))] if cands else None
+def _pick_pair(variants: list[ProbeVariant], rng: np.random.Generator) -> list[ProbeVariant] | None:
+    """One positive and one negative SNV drawn at random, or None when a class is missing."""
+    picks = []
+    for label in (1, 0):  # a draw for each class that has candidates, so the seeded stream stays the same
+        cands = [v for v in variants if v.label == label]
+        picks.append(cands[int(rng.integers(len(cands)))] if cands else None)
+    return None if None in picks else picks
 
 
 def _training_records(recipe: Recipe, src: Source, root: Path, screen: KmerScreen | None,
@@ -87,9 +92,8 @@ def _orf_case(recipe: Recipe, src: Source, header: str, rid: str, seq: bytes, in
     if orf is None:
         return None
     rec = OrfRecord(rid, seq.upper().decode(), orf[0] - 1, orf[1], src.name)
-    variants = orf_variants(rec)
-    picks = [p for p in (_pick(variants, 1, rng), _pick(variants, 0, rng)) if p is not None]
-    if len(picks) < 2:
+    picks = _pick_pair(orf_variants(rec), rng)
+    if picks is None:
         return None
     gene, offsets = spliced_orf(rec, introns, rng)
     return gene, picks, offsets
@@ -103,9 +107,8 @@ def _splice_case(recipe: Recipe, src: Source, header: str, rid: str, seq: bytes,
         return None
     rec = SpliceRecord(rid, seq.upper().decode(), None if donor is None else donor - 1,
                        None if acceptor is None else acceptor - 1, src.name)
-    variants = splice_variants(rec, near=near, far=far)
-    picks = [p for p in (_pick(variants, 1, rng), _pick(variants, 0, rng)) if p is not None]
-    return (rec.seq, picks, None) if len(picks) == 2 else None
+    picks = _pick_pair(splice_variants(rec, near=near, far=far), rng)
+    return None if picks is None else (rec.seq, picks, None)
 
 
 def collect(recipe: Recipe, root: Path, per_class: int = 250, orf_sources: tuple[str, ...] = ORF_SOURCES,
@@ -118,10 +121,7 @@ def collect(recipe: Recipe, root: Path, per_class: int = 250, orf_sources: tuple
             raise InputError(f"source {name!r} is not in the recipe ({', '.join(by_name)})")
     if recipe.splicing is None:
         raise InputError("the recipe has no splicing section: its `introns` sources give the introns")
-    ex = recipe.exclusion
-    loci = [Path(p) for p in ex.get("loci", [])]
-    screen = KmerScreen(loci, ex["kmer"]) if loci else None
-    name_re = re.compile(ex["name_pattern"], re.IGNORECASE) if ex.get("name_pattern") else None
+    screen, name_re = exclusion_filters(recipe)
     pool, pool_counts = intron_pool(recipe, root, screen, name_re)
     introns = [x.upper().decode() for x in pool if len(x) <= max_intron]
     if not introns:

@@ -236,6 +236,8 @@ def ship_brca1_model(records: list[dict[str, Any]], which: str, dest: Path, limi
     ``which``: a mode of task brca1, ``TASK:MODE`` (e.g. brca1_aux:lora), or best (highest out-of-fold AUROC)."""
     import shutil
 
+    from genomod.utils import atomic_dir
+
     runs = {(r["mode"] if r["task"] == "brca1" else f"{r['task']}:{r['mode']}"): r for r in records
             if r["task"].startswith("brca1") and r["mode"] in MODE_SETTINGS and "out_of_fold" in r["metrics"]}
     if which == "best":
@@ -246,11 +248,8 @@ def ship_brca1_model(records: list[dict[str, Any]], which: str, dest: Path, limi
     size = sum(p.stat().st_size for p in src.iterdir()) / 2**20
     if size > limit_mb:
         raise SystemExit(f"--ship {which}: {src} holds {size:.1f} MB, more than {limit_mb} MB")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
     return dest
 
 
