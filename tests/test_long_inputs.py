@@ -133,6 +133,8 @@ def test_exact_scores_chunked_equal_one_pass(model, env, rc):
     assert (one.status == "ok").all() and len(one) == 6
     np.testing.assert_allclose(chunked.delta_ll_sum, one.delta_ll_sum, atol=SCORE_TOL)
     assert np.abs(one.delta_ll_sum).max() > 10 * SCORE_TOL  # the scores are not all ~0
+    np.testing.assert_allclose(chunked.delta_embed, one.delta_embed, atol=SCORE_TOL)  # NaN (indels) in both
+    assert np.isfinite(one.delta_embed).sum() == 4
 
 
 @pytest.mark.parametrize("rc", [False, True])

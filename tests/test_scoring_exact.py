@@ -205,3 +205,59 @@ def test_scorer_loads_checkpoint_and_errors(model, fasta, tmp_path):
         VariantScorer(tmp_path / "missing", fasta)
     with pytest.raises(ConfigError):
         sc.score([("chr1", 5, "A", "C")], mode="bogus")
+
+
+def _naive_embed(model, site, allele: int, rc: bool) -> float:
+    """delta_embed by definition: full forwards of both windows, last block's states after the variant."""
+    from genomod.scoring.exact import embed_layer
+    from genomod.tokenizer import reverse_complement
+
+    layer = embed_layer(model)
+    rows = torch.from_numpy(np.stack([site.ref_tokens, site.alt_tokens[allele]]))
+    if rc:
+        rows = reverse_complement(rows)
+    h = model(rows, return_hidden=[layer]).hidden[layer].double()
+    w = rows.shape[1]
+    start = w - 1 - w // 2 if rc else w // 2
+    return -float((h[1, start:] - h[0, start:]).norm(dim=-1).mean())
+
+
+def test_delta_embed_equals_definition(model, genome):
+    seq = genome["chr1"]
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    sites = []
+    for p in (2, 120, 250, 498):  # contig edges, three ALTs, an indel
+        alts = [b for b in "ACGT" if b != seq[p]]
+        alleles = [(seq[p], a) for a in alts] + [(seq[p : p + 2], seq[p])]
+        sites.append(build_site(fetch, "chr1", p, alleles, W, len(seq)))
+    naive = naive_deltas(model, sites, batch_size=3)
+    with torch.no_grad():
+        want = [[_naive_embed(model, s, j, False) for j in range(3)] for s in sites]
+        want_rc = [[_naive_embed(model, s, j, True) for j in range(3)] for s in sites]
+    for suffix_batch in (None, 1, 5, 100):
+        deltas, embeds = exact_deltas(model, sites, batch_size=3, suffix_batch=suffix_batch, embed=True)
+        assert max(float(np.abs(d - n).max()) for d, n in zip(deltas, naive)) < TOL  # LL unchanged by embed
+        for e, w in zip(embeds, want):
+            assert np.allclose(e[:3], w, atol=1e-5) and np.isnan(e[3])  # the indel has none
+            assert (e[:3] < 0).all()
+    deltas, embeds = rc_deltas(model, sites, batch_size=2, embed=True)
+    assert max(float(np.abs(d - n).max()) for d, n in zip(deltas, rc_deltas(model, sites, batch_size=2))) < TOL
+    for e, w in zip(embeds, want_rc):
+        assert np.allclose(e[:3], w, atol=1e-5) and np.isnan(e[3])
+    # chunked (windows longer than the chunk) equals one pass, both strands
+    chunked = exact_deltas(model, sites, chunk_size=20, embed=True)
+    assert all(np.allclose(a, b, atol=1e-5, equal_nan=True) for a, b in zip(chunked[1], exact_deltas(
+        model, sites, embed=True)[1]))
+    chunked_rc = rc_deltas(model, sites, chunk_size=20, embed=True)
+    assert all(np.allclose(a[:3], w, atol=1e-5) for a, w in zip(chunked_rc[1], want_rc))
+
+
+def test_scorer_reports_delta_embed(model, fasta, genome):
+    seq = genome["chr1"]
+    items = [("chr1", 100, seq[99], _alt(seq[99])), ("chr1", 100, seq[99], "T" if seq[99] != "T" else "G"),
+             ("chr1", 110, seq[109:111], seq[109])]
+    for rc in (False, True):
+        df = VariantScorer(model, fasta, window=64, rc=rc).score(items)
+        assert "delta_embed" in df.columns and df.status.tolist() == ["ok"] * 3
+        assert (df.delta_embed[:2] < 0).all() and np.isnan(df.delta_embed[2])
+    assert "delta_embed" not in VariantScorer(model, fasta, window=64).score_columns("fast")

@@ -165,8 +165,9 @@ def brca1_cmd(model: str, mode: str, window: int, rc: bool, task: str, scores_ts
 @click.option("--probes", "probes", type=click.Path(path_type=Path), default=None,
               help="Probe folder (orfs.fa.gz, splice.fa.gz, heldout.fa.gz, markov_counts.npz; missing files "
                    "skip their probe). Default: the shipped genomod/data/probes/.")
-@click.option("--mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
-              help="fast: log p(alt) - log p(ref) at the site, one forward per tile; exact: full-window delta LL.")
+@click.option("--mode", type=click.Choice(["fast", "exact", "embed"]), default="fast", show_default=True,
+              help="fast: log p(alt) - log p(ref) at the site, one forward per tile; exact: full-window delta LL; "
+                   "embed: delta_embed (embedding distance) from exact mode's forwards.")
 @click.option("--rc/--no-rc", default=True, show_default=True, help="Average with the reverse-complement strand.")
 @click.option("--window", type=click.IntRange(16), default=None,
               help="Context window (bp); default: the model's training context, at most 1024.")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genomod.scoring.finetuned import FinetunedVariantModel
 
 BASES = "ACGT"
-MODES = ("fast", "exact")
+MODES = ("fast", "exact", "embed")  # embed: exact mode's forwards, delta_embed (embedding distance)
 #: File names of a probe folder (a plain, non-gzipped ``orfs.fa`` etc. is accepted too).
 PROBE_FILES = {"nonsense": "orfs.fa.gz", "splice": "splice.fa.gz", "perplexity": "heldout.fa.gz"}
 MARKOV_FILE = "markov_counts.npz"
@@ -352,7 +352,8 @@ def _check_mode(mode: str, window: int | None) -> None:
 def score_variants(model: HybridModel, variants: Sequence[ProbeVariant], seqs: Sequence[str], mode: str = "fast",
                    rc: bool = True, window: int | None = None, batch_size: int = 8,
                    progress: bool = True) -> np.ndarray:
-    """Delta log-likelihood of each SNV on in-memory sequences (fast: at the site; exact: delta_ll_sum).
+    """Delta log-likelihood of each SNV on in-memory sequences (fast: at the site; exact: delta_ll_sum; embed:
+    delta_embed, the embedding distance from exact mode's forwards).
 
     ``rc`` averages the forward and reverse-complement strands (as ``VariantScorer`` does in both modes).
     """
@@ -384,13 +385,16 @@ def score_variants(model: HybridModel, variants: Sequence[ProbeVariant], seqs: S
                 sites_at.setdefault(variants[i].pos, []).append(i)
             positions = list(sites_at)
             step = 4 * batch_size
+            embed = mode == "embed"
             for s0 in range(0, len(positions), step):
                 chunk = positions[s0 : s0 + step]
                 sites = [build_site(fetch, str(rec), p, [(variants[i].ref, variants[i].alt) for i in sites_at[p]],
                                     window, size) for p in chunk]
-                deltas = exact_deltas(model, sites, batch_size)
+                deltas = exact_deltas(model, sites, batch_size, embed=embed)
+                deltas = deltas[1] if embed else deltas
                 if rc:
-                    back = rc_deltas(model, sites, batch_size)
+                    back = rc_deltas(model, sites, batch_size, embed=embed)
+                    back = back[1] if embed else back
                     deltas = [0.5 * (f + r) for f, r in zip(deltas, back)]
                 for p, d in zip(chunk, deltas):
                     out[sites_at[p]] = d

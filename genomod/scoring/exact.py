@@ -11,6 +11,13 @@ are their logits: the prefix is run once per site with ``use_cache=True`` and on
 LL(window) = sum over positions 1..window-1 of log p(x_t | x_<t) (position 0 has no context).
 delta_ll_sum = LL(alt) - LL(ref); the prefix terms cancel, so only positions >= off are computed.
 delta_ll_mean = delta_ll_sum / (window - 1) (mean of per-position log-probs, as in Evo 2).
+
+delta_embed (SNVs) = minus the mean over the positions from the variant to the window's end of the L2 distance
+between the ALT and REF windows' hidden states after the last block (before the final norm): the embedding
+distance zero-shot score (Dalla-Torre et al. 2023, Nucleotide Transformer), signed like delta LL (0 = no
+change, lower = more damaging). It comes from the same forwards as delta LL (``embed=True``); on the reverse
+strand the positions are those after the variant in RC orientation. Indels get NaN: their ALT suffix is not
+aligned with the REF one position by position.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class Site:
     ref_tokens: np.ndarray  # (window,)
     alt_tokens: list[np.ndarray]  # one (window,) per allele
     pad: int = 0  # N bases added at contig edges
+    snv: tuple[bool, ...] = ()  # per allele: single-base REF and ALT (delta_embed is defined for these)
 
 
 def build_site(
@@ -55,7 +63,8 @@ def build_site(
     win = Window.read(fetch, contig, start - off, start - off + window + extra, contig_length)
     seq = win.seq.upper()
     alt_tokens = [encode((seq[:off] + alt + seq[off + len(ref) :])[:window]) for ref, alt in alleles]
-    return Site(contig, start, encode(seq[:window]), alt_tokens, win.head(window).pad)
+    snv = tuple(len(r) == 1 and len(a) == 1 for r, a in alleles)
+    return Site(contig, start, encode(seq[:window]), alt_tokens, win.head(window).pad, snv)
 
 
 def site_deltas(sums: np.ndarray, ref_rows: Sequence[int | Sequence[int]],
@@ -63,6 +72,23 @@ def site_deltas(sums: np.ndarray, ref_rows: Sequence[int | Sequence[int]],
     """Per site: the LL sums of its ALT rows minus that of its REF row (one REF row per site, or one per ALT
     when the REF window is repeated per allele). The one place where row sums become per-site deltas."""
     return [sums[np.asarray(a, dtype=np.int64)] - sums[np.asarray(r, dtype=np.int64)] for r, a in zip(ref_rows, alt_rows)]
+
+
+def embed_layer(model: HybridModel) -> str:
+    """The hidden state delta_embed compares: the last block's output (before the final norm)."""
+    return f"blocks.{len(model.blocks) - 1}"
+
+
+def _distance_sum(h_alt: torch.Tensor, h_ref: torch.Tensor) -> torch.Tensor:
+    """Sum over positions of the L2 distance between (B, L, C) and (B or 1, L, C) hidden states, float64 (B,)."""
+    return (h_alt.float() - h_ref.float()).norm(dim=-1).double().sum(-1)
+
+
+def site_embed(dist: np.ndarray, rows: Sequence[int], site: Site, positions: int) -> np.ndarray:
+    """delta_embed of a site's alleles from per-row distance sums over ``positions`` (NaN for non-SNVs)."""
+    out = -dist[np.asarray(rows, dtype=np.int64)] / positions
+    snv = np.asarray(site.snv, dtype=bool) if site.snv else np.ones(len(out), dtype=bool)
+    return np.where(snv, out, np.nan)
 
 
 def _suffix_ll(logits: torch.Tensor, first_logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -80,9 +106,10 @@ SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suf
 @torch.no_grad()
 def exact_deltas(
     model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None,
-    chunk_size: int | None = None,
-) -> list[np.ndarray]:
-    """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site.
+    chunk_size: int | None = None, embed: bool = False,
+) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+    """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site; with ``embed``
+    also delta_embed per site from the same forwards (module doc), returned as ``(deltas, embeds)``.
 
     The prefixes of ``batch_size`` sites run in one forward (``use_cache``). Their suffix rows are ordered
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
@@ -91,10 +118,12 @@ def exact_deltas(
     Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
     """
     if not sites:
-        return []
+        return ([], []) if embed else []
     if chunk_size and len(sites[0].ref_tokens) > chunk_size:
-        return chunked_deltas(model, sites, chunk_size)
+        return chunked_deltas(model, sites, chunk_size, embed)
     device = model.device
+    layer = [embed_layer(model)] if embed else None
+    embeds: list[np.ndarray] = []
     window = len(sites[0].ref_tokens)
     off = window // 2
     rows_per = max(1, int(suffix_batch or batch_size))
@@ -123,29 +152,46 @@ def exact_deltas(
                 r += 1
         toks_all = torch.from_numpy(suffix).to(device)
         sums = np.empty(len(site_idx), dtype=np.float64)
+        dist = np.zeros(len(site_idx), dtype=np.float64)
+        ref_h: torch.Tensor | None = None  # (g, suffix, C): REF rows' hidden states (slot 0 comes first)
         for r0 in range(0, len(site_idx), rows_per):
             idx = site_idx[r0 : r0 + rows_per]
             sub = cache if len(idx) == g and (idx == np.arange(g)).all() else cache.select(idx.tolist())
             toks = toks_all[r0 : r0 + len(idx)]
-            logits = model(toks, cache=sub).logits
-            sums[r0 : r0 + len(idx)] = _suffix_ll(logits, last_logp[idx], toks).cpu().numpy()
-            del logits, sub
+            out = model(toks, cache=sub, return_hidden=layer)
+            sums[r0 : r0 + len(idx)] = _suffix_ll(out.logits, last_logp[idx], toks).cpu().numpy()
+            if embed:
+                h = out.hidden[layer[0]]
+                n_ref = max(0, min(len(idx), g - r0))  # rows of slot 0 (REF) in this forward
+                if ref_h is None:
+                    ref_h = h.new_empty(g, *h.shape[1:])
+                ref_h[r0 : r0 + n_ref] = h[:n_ref]
+                if n_ref < len(idx):
+                    alt_sites = torch.as_tensor(idx[n_ref:], device=h.device)
+                    dist[r0 + n_ref : r0 + len(idx)] = _distance_sum(h[n_ref:], ref_h[alt_sites]).cpu().numpy()
+            del out, sub
         slot_start = np.cumsum([0] + [len(m) for m in site_of])
         # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
         alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
                     for i in range(g)]
         results.extend(site_deltas(sums, range(g), alt_rows))
-    return results
+        if embed:
+            embeds.extend(site_embed(dist, rows, s, window - off) for s, rows in zip(group, alt_rows))
+    return (results, embeds) if embed else results
 
 
 @torch.no_grad()
-def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int) -> list[np.ndarray]:
+def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int, embed: bool = False
+                   ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
     """``exact_deltas`` for windows longer than ``chunk_size``: one site at a time, its prefix and then each
     allele's suffix run in chunks with carried state (the suffixes continue from the prefix's cache), each
     chunk's logits reduced to a log-likelihood sum at once. Memory: one chunk's activations plus attention
-    K/V of the prefix and of one window, whatever the window."""
+    K/V of the prefix and of one window, whatever the window (with ``embed``, plus the REF suffix's hidden
+    states, suffix x hidden_size floats, which each ALT's are compared with chunk by chunk)."""
     device = model.device
+    layer = embed_layer(model) if embed else None
     results: list[np.ndarray] = []
+    embeds: list[np.ndarray] = []
     for site in sites:
         off = len(site.ref_tokens) // 2
         cache, last = None, None
@@ -153,22 +199,37 @@ def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int) -
             cache, last = out.cache, out.logits[:, -1]
         first_logp = torch.log_softmax(last.float(), dim=-1)
         del out, last
-        sums = np.array([float(_continued_ll(model, torch.from_numpy(row[None, off:]).to(device), first_logp,
-                                             cache, chunk_size)[0])
-                         for row in [site.ref_tokens, *site.alt_tokens]])
+        ref_hidden: list[torch.Tensor] = []
+        stats = [_continued_ll(model, torch.from_numpy(row[None, off:]).to(device), first_logp, cache, chunk_size,
+                               layer, ref_hidden, keep=i == 0)
+                 for i, row in enumerate([site.ref_tokens, *site.alt_tokens])]
+        sums = np.array([float(ll[0]) for ll, _ in stats])
         results.append(sums[1:] - sums[0])
-    return results
+        if embed:
+            dist = np.array([float(d[0]) for _, d in stats])
+            embeds.append(site_embed(dist, range(1, len(stats)), site, len(site.ref_tokens) - off))
+    return (results, embeds) if embed else results
 
 
 def _continued_ll(model: HybridModel, tokens: torch.Tensor, first_logp: torch.Tensor, cache: InferenceCache | None,
-                  chunk_size: int) -> torch.Tensor:
-    """Sum of log p over ``tokens`` (B, L) continuing from ``cache``, chunk by chunk (float64, (B,))."""
+                  chunk_size: int, layer: str | None = None, ref_hidden: list[torch.Tensor] | None = None,
+                  keep: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p over ``tokens`` (B, L) continuing from ``cache``, chunk by chunk (float64, (B,)), and with
+    ``layer`` the summed L2 distance of its hidden states to ``ref_hidden`` (one tensor per chunk), which
+    ``keep=True`` fills instead (the REF row, distance 0)."""
     total = torch.zeros(tokens.shape[0], dtype=torch.float64, device=tokens.device)
+    dist = torch.zeros_like(total)
     prev = first_logp
-    for start, out in model.iter_chunks(tokens, chunk_size, cache=cache):
+    for k, (start, out) in enumerate(model.iter_chunks(tokens, chunk_size, cache=cache,
+                                                        return_hidden=[layer] if layer else None)):
         total += _suffix_ll(out.logits, prev, tokens[:, start : start + out.logits.shape[1]])
         prev = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    return total
+        if layer is not None and ref_hidden is not None:
+            if keep:
+                ref_hidden.append(out.hidden[layer])
+            else:
+                dist += _distance_sum(out.hidden[layer], ref_hidden[k])
+    return total, dist
 
 
 @torch.no_grad()
@@ -180,29 +241,72 @@ def window_ll(
 
     Rows longer than ``chunk_size`` run one at a time in chunks with carried state (bounded memory).
     """
+    return _window_rows(model, tokens, batch_size, rc, chunk_size)[0]
+
+
+def _window_rows(model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_size: int, rc: bool,
+                 chunk_size: int | None, hidden_from: int | None = None) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """``window_ll``'s sums and, with ``hidden_from``, each row's last-block hidden states from that position on."""
     t = torch.as_tensor(np.asarray(tokens)) if not isinstance(tokens, torch.Tensor) else tokens
     if rc:
         t = reverse_complement(t)
     chunked = bool(chunk_size) and t.shape[1] > chunk_size
     if chunked:
         batch_size = 1
+    layer = [embed_layer(model)] if hidden_from is not None else None
     out = np.empty(t.shape[0], dtype=np.float64)
+    tails: list[torch.Tensor] = []
     for b0 in range(0, t.shape[0], batch_size):
         chunk = t[b0 : b0 + batch_size].to(model.device)
-        ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None)
-        out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
-    return out
+        if layer is None:
+            ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None)
+            out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
+            continue
+        total, prev, parts = torch.zeros(len(chunk), dtype=torch.float64), None, []
+        for start, res in model.iter_chunks(chunk, chunk_size if chunked else chunk.shape[1], return_hidden=layer):
+            n = res.logits.shape[1]
+            toks = chunk[:, start : start + n]
+            if prev is None:  # position 0 has no context
+                total += _suffix_ll(res.logits, torch.zeros_like(res.logits[:, 0]), toks).cpu()
+            else:
+                total += _suffix_ll(res.logits, prev, toks).cpu()
+            prev = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
+            lo = max(0, hidden_from - start)
+            if lo < n:
+                parts.append(res.hidden[layer[0]][:, lo:].clone())
+        out[b0 : b0 + len(chunk)] = total.numpy()
+        tails.extend(torch.cat(parts, dim=1).unbind(0))
+    return out, tails
 
 
-def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8,
-              chunk_size: int | None = None) -> list[np.ndarray]:
-    """Reverse-strand delta LL sums per site: full forwards of the RC windows (no prefix reuse)."""
+def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8, chunk_size: int | None = None,
+              embed: bool = False) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+    """Reverse-strand delta LL sums per site: full forwards of the RC windows (no prefix reuse); with ``embed``
+    also delta_embed over the positions after the variant in RC orientation, as ``(deltas, embeds)``."""
     if not sites:
-        return []
-    rows = [s.ref_tokens for s in sites] + [a for s in sites for a in s.alt_tokens]
-    sums = window_ll(model, np.stack(rows), batch_size, rc=True, chunk_size=chunk_size)
-    ends = len(sites) + np.cumsum([len(s.alt_tokens) for s in sites])
-    return site_deltas(sums, range(len(sites)), [range(e - len(s.alt_tokens), e) for s, e in zip(sites, ends)])
+        return ([], []) if embed else []
+    if not embed:
+        rows = [s.ref_tokens for s in sites] + [a for s in sites for a in s.alt_tokens]
+        sums = window_ll(model, np.stack(rows), batch_size, rc=True, chunk_size=chunk_size)
+        ends = len(sites) + np.cumsum([len(s.alt_tokens) for s in sites])
+        return site_deltas(sums, range(len(sites)), [range(e - len(s.alt_tokens), e) for s, e in zip(sites, ends)])
+    window = len(sites[0].ref_tokens)
+    at = window - 1 - window // 2  # an SNV's position in the RC window
+    deltas: list[np.ndarray] = []
+    embeds: list[np.ndarray] = []
+    for b0 in range(0, len(sites), batch_size):  # a group's REF and ALT rows together: pairs never wait long
+        group = sites[b0 : b0 + batch_size]
+        rows = [s.ref_tokens for s in group] + [a for s in group for a in s.alt_tokens]
+        sums, tails = _window_rows(model, np.stack(rows), batch_size, True, chunk_size, hidden_from=at)
+        ends = len(group) + np.cumsum([len(s.alt_tokens) for s in group])
+        alt_rows = [range(e - len(s.alt_tokens), e) for s, e in zip(group, ends)]
+        deltas.extend(site_deltas(sums, range(len(group)), alt_rows))
+        dist = np.zeros(len(rows))
+        for i, rows_i in enumerate(alt_rows):
+            for r in rows_i:
+                dist[r] = float(_distance_sum(tails[r][None], tails[i][None])[0])
+        embeds.extend(site_embed(dist, r, s, window - at) for s, r in zip(group, alt_rows))
+    return deltas, embeds
 
 
 def naive_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8) -> list[np.ndarray]:

@@ -206,10 +206,11 @@ class VariantScorer:
     def score_columns(self, mode: str) -> tuple[str, ...]:
         """Score columns produced by ``mode`` (each followed by its ``*_cal`` column when calibrating)."""
         raw = ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
+        embed = ("delta_embed",) if mode == "exact" else ()  # no calibration table for it
         ft = ("ft",) if getattr(self, "finetuned", None) is not None else ()
         if self.calibration is None:
-            return raw + ft
-        return tuple(c for col in raw for c in (col, f"{col}_cal")) + ft
+            return raw + embed + ft
+        return tuple(c for col in raw for c in (col, f"{col}_cal")) + embed + ft
 
     def iter_scores(
         self, variants: Any, mode: str = "exact", chunk_size: int | None = None
@@ -333,7 +334,8 @@ class VariantScorer:
         return None
 
     def _exact(self, variants: list[Variant]) -> list[dict]:
-        """``delta_ll_sum``, ``delta_ll_mean`` and ``pad`` per variant; alleles at one site share its prefix."""
+        """``delta_ll_sum``, ``delta_ll_mean``, ``delta_embed`` and ``pad`` per variant, from the same forwards;
+        alleles at one site share its prefix."""
         ref = self._ref()
         groups: dict[tuple[str, int], list[int]] = {}
         for i, v in enumerate(variants):
@@ -342,15 +344,17 @@ class VariantScorer:
         for (contig, start), idx in groups.items():
             alleles = [(variants[i].ref, variants[i].alt) for i in idx]
             sites.append(build_site(ref.fetch, contig, start, alleles, self.window, ref.lengths[contig]))
-        deltas = exact_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens)
+        deltas, embeds = exact_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens, embed=True)
         if self.rc:
-            back = rc_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens)
+            back, back_embeds = rc_deltas(self.model, sites, self.batch_size, chunk_size=self.chunk_tokens, embed=True)
             deltas = [0.5 * (f + r) for f, r in zip(deltas, back)]
+            embeds = [0.5 * (f + r) for f, r in zip(embeds, back_embeds)]
         denom = self.window - 1
         out: list[dict] = [{} for _ in variants]
-        for site, idx, d in zip(sites, groups.values(), deltas):
-            for i, val in zip(idx, d):
-                out[i] = {"delta_ll_sum": float(val), "delta_ll_mean": float(val) / denom, "pad": site.pad}
+        for site, idx, d, e in zip(sites, groups.values(), deltas, embeds):
+            for i, val, emb in zip(idx, d, e):
+                out[i] = {"delta_ll_sum": float(val), "delta_ll_mean": float(val) / denom, "delta_embed": float(emb),
+                          "pad": site.pad}
         return out
 
     def _fast(self, variants: list[Variant], cache: TileCache | None = None) -> list[dict]:

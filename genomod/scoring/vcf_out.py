@@ -32,6 +32,13 @@ FIELDS = {
         "over the window (Evo 2 convention; negative = more damaging)",
     ),
     "delta_ll_sum": ("DLL_SUM", "A", "Float", "Delta log-likelihood LL(alt)-LL(ref), summed over the window"),
+    "delta_embed": (
+        "EMBED",
+        "A",
+        "Float",
+        "Embedding distance: minus the mean L2 distance between the ALT and REF windows' last-block hidden states "
+        "at the positions after the variant (0 = no change, negative = more damaging; SNVs only)",
+    ),
     "delta_fast": (
         "FAST",
         "A",
