@@ -18,6 +18,11 @@ The recipe lists sources (``name``, ``path`` under ``--data-root``, ``kind``, ``
 4. **Weights**: ``weight`` is the expected number of times each row of the source is used per pass over the
    mixture; rows are kept with probability ``weight`` (< 1) or repeated (> 1), deterministically by seed.
 
+Optional ``junction_flank`` (bases, default 0 = off): in the records of sources with a ``splice_layout``, the
+``junction_flank`` bases on each side of the annotated donor and acceptor junctions get the value 2 in the
+``softmask`` track, which training weighs with ``data.junction_weight`` (genomod.train.data.loss_weights), so
+that the rare positions where a splice site decides what follows count more in the loss.
+
 Optional ``splicing`` (see ``Splicing``): a fraction of the *training* records of coding sources is put in
 genomic form, cut into short exons with whole *training* introns of other sources inserted between them, so that
 the model sees reading frames that continue across introns (as at BRCA1's short exons), not only mRNA.
@@ -106,6 +111,7 @@ class Recipe:
     min_orf: int = 300
     exclusion: dict[str, Any] = field(default_factory=dict)
     splicing: Splicing | None = None
+    junction_flank: int = 0  # bases marked (track value 2) on each side of annotated splice junctions
 
 
 def _parse_splicing(raw: Any, names: set[str], need: Callable[[bool, str, str], None]) -> Splicing:
@@ -141,7 +147,7 @@ def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a mapping at top level")
     known = {"window", "sources", "seed", "val_fraction", "probe_fraction", "probe_max_records", "heldout_bases",
-             "segment", "min_orf", "exclusion", "splicing"}
+             "segment", "min_orf", "exclusion", "splicing", "junction_flank"}
     unknown = sorted(set(doc) - known)
     need(not unknown, "top level", f"unknown key(s) {', '.join(unknown)}")
     window = doc.get("window")
@@ -170,7 +176,7 @@ def parse_recipe(doc: dict[str, Any], source: str = "recipe") -> Recipe:
         names.add(s["name"])
         sources.append(Source(**{**s, "weight": float(w), "record_fraction": float(rf)}))
     r = Recipe(window=window, sources=sources)
-    for key in ("seed", "segment", "min_orf", "heldout_bases"):
+    for key in ("seed", "segment", "min_orf", "heldout_bases", "junction_flank"):
         if key in doc:
             need(isinstance(doc[key], int) and doc[key] >= 0, key, f"a non-negative integer, got {doc[key]!r}")
             setattr(r, key, doc[key])
@@ -347,6 +353,18 @@ def splice_sites(header: str, seq: bytes, layout: str | None) -> tuple[int | Non
     if acceptor is not None and (acceptor < 2 or s[acceptor - 2 : acceptor] != b"AG"):
         acceptor = None
     return donor, acceptor
+
+
+def mark_junctions(mask: np.ndarray, header: str, seq: bytes, layout: str, flank: int) -> int:
+    """Set ``mask`` to 2 on the ``flank`` bases each side of the record's donor and acceptor junctions (the
+    exon|intron and intron|exon boundaries of ``splice_sites``); returns how many bases were marked."""
+    donor, acceptor = splice_sites(header, seq, layout)
+    # junction = index of the first base after the boundary: the intron's first base, the exon's first base
+    cuts = [j for j in (None if donor is None else donor - 1, acceptor) if j is not None]
+    before = int((mask == 2).sum())
+    for j in cuts:
+        mask[max(0, j - flank) : min(len(mask), j + flank)] = 2
+    return int((mask == 2).sum()) - before
 
 
 class _ProbeWriter:
@@ -624,6 +642,10 @@ def _build_source(si: int, src: Source, root: Path, recipe: Recipe, screen: Kmer
         tokens, mask = encode(seq, return_mask=True)
         if not src.softmask:
             mask = np.zeros_like(mask)
+        if recipe.junction_flank and src.splice_layout and not spliced:
+            mask = mask.astype(np.uint8)
+            counts["junction_bases"] = counts.get("junction_bases", 0) + mark_junctions(
+                mask, header, seq, src.splice_layout, recipe.junction_flank)
         for off in range(0, max(len(seq), 1), recipe.segment):
             seg_u = u if len(seq) <= recipe.segment else record_unit(recipe.seed, src.name, rid, off)
             split = "val" if recipe.probe_fraction <= seg_u < recipe.probe_fraction + recipe.val_fraction else "train"

@@ -124,6 +124,7 @@ class DataArgs:
     num_workers: int = 0
     val_batches: int = 8  # validation micro-batches per rank
     softmask_weight: float = 0.1  # loss weight of soft-masked (lowercase) bases when shards carry the mask track
+    junction_weight: float = 1.0  # training loss weight of splice-junction flanks (make_mixture junction_flank)
 
     def validate(self) -> None:
         """Check every value (a single folder string becomes a one-item list)."""
@@ -139,6 +140,7 @@ class DataArgs:
         check_num(v, "data", "num_workers", int, lo=0)
         check_num(v, "data", "val_batches", int, lo=0)
         check_num(v, "data", "softmask_weight", float, lo=0, hi=1)
+        check_num(v, "data", "junction_weight", float, lo=0, hi=100)
 
 
 @dataclass

@@ -56,15 +56,17 @@ class ShardWindows(Dataset):
     """Windows of one split (``train``/``val``) over one or more shard folders; h5 files opened lazily.
 
     Items are token tensors, or ``(tokens, loss_weights)`` when every shard carries a ``softmask`` track
-    (data_prep.make_mixture): weight 1 for A/C/G/T, ``softmask_weight`` for soft-masked bases, 0 for N and the
-    EOD separators between packed records. Reverse-complement augmentation flips the weights with the tokens.
+    (data_prep.make_mixture): weight 1 for A/C/G/T, ``softmask_weight`` for soft-masked bases, ``junction_weight``
+    for bases the mixture marked as splice-junction flanks (track value 2), 0 for N and the EOD separators between
+    packed records. Reverse-complement augmentation flips the weights with the tokens.
     """
 
     def __init__(self, shard_dirs: list[str], split: str, window: int, seed: int = 0,
-                 rc_augment: bool = False, random_crop: bool = True, softmask_weight: float = 0.1) -> None:
+                 rc_augment: bool = False, random_crop: bool = True, softmask_weight: float = 0.1,
+                 junction_weight: float = 1.0) -> None:
         self.paths = [str(Path(d) / f"{split}.h5") for d in shard_dirs]
         self.window, self.seed, self.rc_augment, self.random_crop = window, seed, rc_augment, random_crop
-        self.softmask_weight = float(softmask_weight)
+        self.softmask_weight, self.junction_weight = float(softmask_weight), float(junction_weight)
         counts, widths, masked = [], [], []
         for p in self.paths:  # read shapes only; the handle is closed before any worker forks
             with h5py.File(p, "r") as h5:
@@ -111,7 +113,8 @@ class ShardWindows(Dataset):
         tokens = self.row_tokens(row, start)
         weights = None
         if self.weighted:
-            weights = loss_weights(tokens, self.row_tokens(row, start, "softmask"), self.softmask_weight)
+            weights = loss_weights(tokens, self.row_tokens(row, start, "softmask"), self.softmask_weight,
+                                   self.junction_weight)
         if rc:
             tokens = np.ascontiguousarray(reverse_complement(tokens))
             weights = None if weights is None else np.ascontiguousarray(weights[::-1])
@@ -143,9 +146,16 @@ _IS_BASE = np.zeros(256, dtype=bool)
 _IS_BASE[np.frombuffer(b"ACGT", dtype=np.uint8)] = True
 
 
-def loss_weights(tokens: np.ndarray, softmask: np.ndarray, softmask_weight: float) -> np.ndarray:
-    """Per-base loss weight (float32): 1 for A/C/G/T, ``softmask_weight`` where soft-masked, 0 for N/EOD."""
-    w = np.where(softmask.astype(bool), np.float32(softmask_weight), np.float32(1.0)).astype(np.float32)
+#: values of the shards' per-base ``softmask`` track: plain, soft-masked (lowercase), splice-junction flank
+TRACK_PLAIN, TRACK_SOFTMASKED, TRACK_JUNCTION = 0, 1, 2
+
+
+def loss_weights(tokens: np.ndarray, softmask: np.ndarray, softmask_weight: float,
+                 junction_weight: float = 1.0) -> np.ndarray:
+    """Per-base loss weight (float32): 1 for A/C/G/T, ``softmask_weight`` where soft-masked, ``junction_weight``
+    on splice-junction flanks (track value 2), 0 for N/EOD."""
+    table = np.array([1.0, softmask_weight, junction_weight], dtype=np.float32)
+    w = table[np.clip(softmask, 0, TRACK_JUNCTION)]
     return w * _IS_BASE[np.clip(tokens, 0, 255)]
 
 
@@ -191,12 +201,12 @@ class ShardDataModule(pl.LightningDataModule):
 
     def __init__(self, shard_dirs: list[str], window: int, micro_batch_size: int, grad_accum: int,
                  total_steps: int, seed: int = 0, rc_augment: bool = True, num_workers: int = 0,
-                 val_batches: int = 8, softmask_weight: float = 0.1) -> None:
+                 val_batches: int = 8, softmask_weight: float = 0.1, junction_weight: float = 1.0) -> None:
         super().__init__()
         self.shard_dirs, self.window = list(shard_dirs), window
         self.micro_batch_size, self.grad_accum, self.total_steps = micro_batch_size, grad_accum, total_steps
         self.seed, self.rc_augment, self.num_workers, self.val_batches = seed, rc_augment, num_workers, val_batches
-        self.softmask_weight = softmask_weight
+        self.softmask_weight, self.junction_weight = softmask_weight, junction_weight
         self.train_set: ShardWindows | None = None
         self.val_set: ShardWindows | None = None
 
@@ -204,7 +214,8 @@ class ShardDataModule(pl.LightningDataModule):
         """Index the shards (shapes only; no open handle is kept)."""
         if self.train_set is None:
             self.train_set = ShardWindows(self.shard_dirs, "train", self.window, self.seed, self.rc_augment,
-                                          softmask_weight=self.softmask_weight)
+                                          softmask_weight=self.softmask_weight, junction_weight=self.junction_weight)
+            # validation keeps weight 1 on junction flanks: its loss stays comparable across recipes
             self.val_set = ShardWindows(self.shard_dirs, "val", self.window, self.seed, random_crop=False,
                                         softmask_weight=self.softmask_weight)
 

@@ -82,7 +82,7 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
     module = PretrainModule(mcfg, t, total, _init_weights(cfg) if ckpt_path is None else None)
     dm = ShardDataModule(d.shards, d.window, t.micro_batch_size, t.grad_accum, total, seed=t.seed,
                          rc_augment=d.rc_augment, num_workers=d.num_workers, val_batches=d.val_batches,
-                         softmask_weight=d.softmask_weight)
+                         softmask_weight=d.softmask_weight, junction_weight=d.junction_weight)
     ckpt_io = SafeCheckpointIO(mcfg, training_meta={"run": str(out), "total_steps": total})
     ckpt_cb = StepCheckpoint(out / "checkpoints", cfg.checkpoint.interval, cfg.checkpoint.keep_last, total)
     log_cb = StepLogWriter(out / "train_log.jsonl")
