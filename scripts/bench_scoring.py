@@ -115,6 +115,8 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     ap.add_argument("--legacy-rev", default=LEGACY_REV,
                     help=f"git revision of the old genomod/scoring (default {LEGACY_REV}; 'none': skip)")
     ap.add_argument("--modes", default="exact,fast")
+    ap.add_argument("--rc", action="store_true", help="score both strands (VariantScorer(rc=True)) in both "
+                    "implementations; the bound counts both strands' minimal work")
     ap.add_argument("--note", default=None, help="free text stored in the JSON (e.g. machine busy)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_scoring_cpu.json"))
     args = ap.parse_args()
@@ -144,9 +146,10 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     cfg = model.config
     legacy = None if args.legacy_rev.lower() == "none" else load_legacy(args.legacy_rev)
     scorers = {"new": VariantScorer(model, ref, window=args.window, batch_size=args.batch_size,
-                                    fast_batch_size=args.fast_batch_size)}
+                                    fast_batch_size=args.fast_batch_size, rc=args.rc)}
     if legacy is not None:
-        scorers["legacy"] = legacy.scorer.VariantScorer(model, ref, window=args.window, batch_size=args.batch_size)
+        scorers["legacy"] = legacy.scorer.VariantScorer(model, ref, window=args.window, batch_size=args.batch_size,
+                                                        rc=args.rc)
 
     table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").head(args.exact_variants)
     exact_in = list(zip(table.chrom, table.pos, table.ref, table.alt))
@@ -184,9 +187,10 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         if mode == "exact":
             alts = n / max(1, len({(c, p) for c, p, _, _ in items}))
             fl = exact_flops(cfg, window, alts_per_site=alts, batch=args.batch_size)
-            minimal, executed = fl["minimal"], fl["executed"]
+            strands = 2 if args.rc else 1  # with rc, SNV sites reuse the RC prefix as well (rc_deltas)
+            minimal, executed = fl["minimal"].scale(strands), fl["executed"].scale(strands)
         else:
-            minimal = executed = fast_flops(cfg, window, rc=False, batch=scorers["new"].fast_batch_size)
+            minimal = executed = fast_flops(cfg, window, rc=args.rc, batch=scorers["new"].fast_batch_size)
         bound_vps = peak * 1e9 / minimal.total
         entry: dict = {"variants": n, "flops_per_variant": {"minimal": minimal.as_dict(),
                                                             "executed": executed.as_dict()},
@@ -205,7 +209,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
             entry["max_abs_diff_new_vs_legacy"] = float(np.nanmax(np.abs(scores["new"][ok] - scores["legacy"][ok])))
             entry["speedup_over_legacy"] = statistics.median(
                 lt / nt for lt, nt in zip(times["legacy"], times["new"]))
-        if mode == "exact" and args.naive_check > 0:
+        if mode == "exact" and args.naive_check > 0 and not args.rc:  # naive_deltas is the forward strand
             k = min(args.naive_check, n)
             sites = []
             for c, p, r, a in items[:k]:
@@ -221,7 +225,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
                      "python": platform.python_version(), "git_head": git_rev("HEAD"),
                      "legacy_rev": None if legacy is None else git_rev(args.legacy_rev)},
         "settings": {
-            "model": model_label, "dtype": dtype, "window": args.window, "batch_size": args.batch_size,
+            "model": model_label, "dtype": dtype, "window": args.window, "rc": args.rc, "batch_size": args.batch_size,
             "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),
             "exact_variants": len(exact_in), "fast_positions": args.positions, "fast_variants": len(fast_in),
             "repeats": args.repeats, "matmul_params": matmul_params(cfg), "model_max_seqlen": cfg.max_seqlen,

@@ -49,8 +49,11 @@ CALIBRATION_FASTA = "data/pretrain/genomic/grch38_chr20_chr21_10M.fa.gz"
 CALIBRATION_SITES = {"fast": (60000, 128), "exact": (2500, 1)}
 MARKOV_MAX_ORDER = 9  # shipped (genomod/data/probes); orders up to MARKOV_CHECK_ORDER are checked, not shipped
 MARKOV_CHECK_ORDER = 11
-# scoring settings of the shipped evaluation, chosen on the probes (see recipes/default_model/README.md)
+# scoring settings of the shipped evaluation, chosen on the probes (see recipes/default_model/README.md);
+# exact mode also writes delta_embed (docs/results/default_model/embed_distance/README.md)
 EVALS = [("fast", True), ("exact", True)]
+# probe runs (mode, both strands): embed = delta_embed from exact mode's forwards
+PROBE_RUNS = [("fast", False), ("fast", True), ("exact", True), ("embed", True)]
 TARGETS = {"Evo 2 1B (zero-shot, its notebook)": 0.73, "phyloP": 0.781, "CADD v1.3": 0.804,
            "Evo 2 7B (zero-shot)": 0.875}
 
@@ -186,7 +189,7 @@ def _merge_tables(parts: list[Path], out: Path) -> None:
 
 def step_probes() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for mode, rc in (("fast", False), ("fast", True), ("exact", True)):
+    for mode, rc in PROBE_RUNS:
         cap = ["--max-variants-per-class", "3000" if mode == "fast" else "250"]
         out = FINAL_RUN / f"probes_{mode}_{'rc' if rc else 'fwd'}"
         run([sys.executable, "-m", "genomod", "eval", "probes", "--model", "default", "--mode", mode,
@@ -220,10 +223,11 @@ def _fmt(m: dict | None) -> str:
 
 
 def _probe_lines() -> list[str]:
-    lines = ["| probe (held-out sequences) | fast, forward | fast, both strands | exact, both strands |",
-             "|---|---|---|---|"]
+    lines = ["| probe (held-out sequences) | fast, forward | fast, both strands | exact, both strands | "
+             "embedding distance (delta_embed), both strands |",
+             "|---|---|---|---|---|"]
     runs = {}
-    for key in ("fast_fwd", "fast_rc", "exact_rc"):
+    for key in (f"{mode}_{'rc' if rc else 'fwd'}" for mode, rc in PROBE_RUNS):
         p = RESULTS / f"probes_{key}.json"
         runs[key] = json.loads(p.read_text())["probes"] if p.is_file() else {}
 
@@ -325,7 +329,9 @@ def step_card() -> None:
     lines += _probe_lines()
     lines += ["", "## BRCA1 (Findlay et al. 2018), LOF vs FUNC+INT, 3,893 SNVs", "",
               "Never used for any choice. Raw = delta log-likelihood; calibrated = minus the model's mean score at "
-              "background sites with the same 5-base context and ALT (`calibration.tsv`).", "",
+              "background sites with the same 5-base context and ALT (`calibration.tsv`); embedding distance = "
+              "minus the mean L2 distance of the last block's hidden states after the variant (defined on the "
+              "probes before any BRCA1 run: `embed_distance/README.md`).", "",
               "| score | overall | coding | noncoding |", "|---|---|---|---|"]
     best_overall: dict[str, float] = {}
     for mode, rc in EVALS:
@@ -336,8 +342,10 @@ def step_card() -> None:
         rows = metrics["metrics"]
         raw = "-delta_fast" if mode == "fast" else "-delta_ll_sum"
         strand = "both strands" if rc else "forward"
-        for score, label in ((raw, f"zero-shot {mode} ({strand}), raw"),
-                             (raw + "_cal", f"zero-shot {mode} ({strand}), calibrated")):
+        scores = [(raw, f"zero-shot {mode} ({strand}), raw"), (raw + "_cal", f"zero-shot {mode} ({strand}), calibrated")]
+        if mode == "exact":
+            scores.append(("-delta_embed", f"zero-shot embedding distance ({strand}; delta_embed)"))
+        for score, label in scores:
             m = _row(rows, score, "overall")
             if m is not None:
                 best_overall[label] = m["auroc"]

@@ -85,6 +85,9 @@ def test_score_vcf_gz_keeps_every_record(env, tmp_path, capsys):
         info["multi"]["GENOMOD_STATUS"] == ("ok", "ok", "ok") and len(info["multi"]["GENOMOD_DLL_SUM"]) == 3
     )
     assert info["edge"]["GENOMOD_PAD"] == (32,) and info["del"]["GENOMOD_STATUS"] == ("ok",)
+    # the embedding distance beside the deltas (SNVs; a deletion has none)
+    assert len(info["multi"]["GENOMOD_EMBED"]) == 3 and all(x < 0 for x in info["multi"]["GENOMOD_EMBED"])
+    assert info["del"].get("GENOMOD_EMBED") in (None, (None,))
     assert info["mism"]["GENOMOD_STATUS"] == ("skipped",) and "match" in info["mism"]["GENOMOD_REASON"][0]
     assert (
         "symbolic" in info["sym"]["GENOMOD_REASON"][0]

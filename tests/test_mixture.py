@@ -286,3 +286,38 @@ def test_variant_aux_rows_from_training_records_only(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "aux").iterdir()} == {"aux.fa", "aux_variants.tsv", "manifest.json"}
     manifest = json.loads((tmp_path / "aux" / "manifest.json").read_text())
     assert manifest["counts"]["variants"] == 20 and set(manifest["inputs"]) == {"mrna", "eie", "hs3d"}
+
+
+def test_junction_flanks_marked_and_weighted(tmp_path: Path) -> None:
+    """``junction_flank`` marks the bases around annotated junctions (track 2); training weighs them with
+    ``junction_weight``, validation with 1; without the option the track is unchanged."""
+    from data_prep.make_mixture import mark_junctions
+
+    seq = (_rand(50, 1) + "GT" + _rand(80, 2) + "AG" + _rand(50, 3)).encode()
+    header = "x|g|eie1|exon=1-50;intron=51-134;exon=135-184"
+    mask = np.zeros(len(seq), np.uint8)
+    assert mark_junctions(mask, header, seq, "header-intron", 4) == 16
+    assert np.flatnonzero(mask == 2).tolist() == [46, 47, 48, 49, 50, 51, 52, 53, 130, 131, 132, 133, 134, 135, 136,
+                                                  137]
+    assert mark_junctions(np.zeros(len(seq), np.uint8), "x|g|no-annotation", seq, "header-intron", 4) == 0
+    toks = encode("ACGTacgt")
+    w = loss_weights(toks, np.array([0, 2, 1, 2, 1, 2, 0, 0]), 0.1, junction_weight=5.0)
+    assert np.allclose(w, [1, 5, 0.1, 5, 0.1, 5, 1, 1])
+    assert np.allclose(loss_weights(toks, np.array([0, 2, 1, 0, 0, 0, 0, 0]), 0.1), [1, 1, 0.1, 1, 1, 1, 1, 1])
+    # end to end: an exon-intron source in a tiny recipe
+    recs = [(f"at|G{i}|eie{i}|exon=1-50;intron=51-134;exon=135-184",
+             _rand(50, 10 + i) + "GT" + _rand(80, 20 + i) + "AG" + _rand(50, 30 + i)) for i in range(40)]
+    _write_fa(tmp_path / "eie.fa.gz", recs)
+    doc = {"window": 64, "seed": 0, "probe_fraction": 0.0, "val_fraction": 0.1, "junction_flank": 4,
+           "sources": [{"name": "eie", "path": "eie.fa.gz", "kind": "exon-intron", "weight": 1.0,
+                        "splice_layout": "header-intron"}]}
+    m = make_mixture(parse_recipe(doc), tmp_path, tmp_path / "mix", progress=False)
+    assert m["sources"][0]["junction_bases"] == 40 * 16
+    with h5py.File(tmp_path / "mix" / "train.h5") as h5:
+        assert (h5["softmask"][:] == 2).sum() > 0
+    train = ShardWindows([str(tmp_path / "mix")], "train", 64, seed=0, junction_weight=5.0)
+    assert any((train[i][1] == 5.0).any() for i in range(len(train)))
+    off = make_mixture(parse_recipe({**doc, "junction_flank": 0}), tmp_path, tmp_path / "mix0", progress=False)
+    assert "junction_bases" not in off["sources"][0]
+    with pytest.raises(ConfigError, match="junction_flank"):
+        parse_recipe({**doc, "junction_flank": -1})

@@ -219,7 +219,8 @@ def test_scorer_calibrated_columns(env):
                  ("chr1", 999, s[998], alt(s[998])),  # N at pos+2: NaN
                  ("chr1", 100, s[99], s[99] + "GT")]  # insertion: NaN (exact only)
     sc = VariantScorer(str(d / "model"), d / "ref.fa", window=WINDOW, calibrate=True, device="cpu")
-    assert sc.score_columns("exact") == ("delta_ll_mean", "delta_ll_mean_cal", "delta_ll_sum", "delta_ll_sum_cal")
+    assert sc.score_columns("exact") == ("delta_ll_mean", "delta_ll_mean_cal", "delta_ll_sum", "delta_ll_sum_cal",
+                                        "delta_embed")  # no calibration table for delta_embed
     ctx = [s[p - 3 : p + 2].upper() if p >= 3 else "N" for _, p, _, _ in variants]
     alts = [v[3] for v in variants]
     fast = sc.score(variants, mode="fast")

@@ -250,6 +250,18 @@ def test_delta_embed_equals_definition(model, genome):
         model, sites, embed=True)[1]))
     chunked_rc = rc_deltas(model, sites, chunk_size=20, embed=True)
     assert all(np.allclose(a[:3], w, atol=1e-5) for a, w in zip(chunked_rc[1], want_rc))
+    # SNV-only sites share the RC prefix (exact_deltas on the RC rows): the same as full RC forwards
+    snv_sites = [build_site(fetch, "chr1", s.start, [(seq[s.start], b) for b in "ACGT" if b != seq[s.start]], W,
+                            len(seq)) for s in sites] + [build_site(fetch, "chr1", 300, [(seq[300], _alt(seq[300]))],
+                                                                    W, len(seq))]
+    for chunk in (None, 20):
+        deltas, embeds = rc_deltas(model, snv_sites, batch_size=2, chunk_size=chunk, embed=True)
+        for site, d, e in zip(snv_sites, deltas, embeds):
+            full = window_ll(model, np.stack(site.alt_tokens), rc=True) - window_ll(model, site.ref_tokens[None],
+                                                                                    rc=True)[0]
+            assert np.allclose(d, full, atol=TOL)
+            assert np.allclose(e, [_naive_embed(model, site, j, True) for j in range(len(site.alt_tokens))],
+                               atol=1e-5)
 
 
 def test_scorer_reports_delta_embed(model, fasta, genome):

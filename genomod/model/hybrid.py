@@ -206,13 +206,20 @@ class HybridModel(nn.Module):
 
     @torch.no_grad()
     def log_likelihoods(self, tokens: torch.Tensor, rc_average: bool = False,
-                        chunk_size: int | None = None) -> torch.Tensor:
+                        chunk_size: int | None = None,
+                        hidden_out: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor:
         """Per-position log p(token_t | tokens_<t), shape (B, L); position 0 has no context and is NaN.
 
         With ``rc_average`` the reverse-complement strand's per-position values are mapped back and
         averaged with the forward ones (position 0 then takes the RC value, position L-1 the forward one).
+        ``hidden_out`` ({layer name: []}, forward strand only) receives those layers' hidden states, one tensor
+        per chunk, from the same forwards.
         """
-        fwd = self._per_position(tokens, chunk_size)
+        if rc_average and hidden_out is not None:
+            from genomod.errors import ConfigError
+
+            raise ConfigError("hidden_out is for one strand: call log_likelihoods per strand")
+        fwd = self._per_position(tokens, chunk_size, hidden_out)
         if not rc_average:
             return fwd
         from genomod.tokenizer import reverse_complement
@@ -220,14 +227,18 @@ class HybridModel(nn.Module):
         rc = self._per_position(reverse_complement(tokens), chunk_size).flip(-1)
         return torch.stack([fwd, rc]).nanmean(0)
 
-    def _per_position(self, tokens: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    def _per_position(self, tokens: torch.Tensor, chunk_size: int | None,
+                      hidden_out: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor:
         """Forward log-likelihoods; with ``chunk_size`` logits are reduced per chunk (never all stored)."""
         step = chunk_size or tokens.shape[1]
         cache, parts, last = None, [torch.full_like(tokens[:, :1], 0, dtype=torch.float32).fill_(float("nan"))], None
         for start in range(0, tokens.shape[1], step):
             chunk = tokens[:, start : start + step]
-            out = self(chunk, cache=cache, use_cache=chunk_size is not None and start + step < tokens.shape[1])
+            out = self(chunk, cache=cache, use_cache=chunk_size is not None and start + step < tokens.shape[1],
+                       return_hidden=list(hidden_out) if hidden_out else None)
             cache = out.cache
+            for name, h in out.hidden.items():
+                hidden_out[name].append(h)
             logp = torch.log_softmax(out.logits, dim=-1)
             if last is not None:  # the previous chunk's final position predicts this chunk's first token
                 parts.append(last.gather(-1, chunk[:, :1, None]).squeeze(-1))

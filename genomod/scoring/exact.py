@@ -106,7 +106,7 @@ SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suf
 @torch.no_grad()
 def exact_deltas(
     model: HybridModel, sites: Sequence[Site], batch_size: int = 8, suffix_batch: int | None = None,
-    chunk_size: int | None = None, embed: bool = False,
+    chunk_size: int | None = None, embed: bool = False, prefix: int | None = None,
 ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
     """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site; with ``embed``
     also delta_embed per site from the same forwards (module doc), returned as ``(deltas, embeds)``.
@@ -116,16 +116,18 @@ def exact_deltas(
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
     Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
+    ``prefix``: the tokens every row of a site shares (default ``window // 2``, the forward strand's; the RC
+    strand of an SNV shares ``window - 1 - window // 2``, see ``rc_deltas``).
     """
     if not sites:
         return ([], []) if embed else []
     if chunk_size and len(sites[0].ref_tokens) > chunk_size:
-        return chunked_deltas(model, sites, chunk_size, embed)
+        return chunked_deltas(model, sites, chunk_size, embed, prefix)
     device = model.device
     layer = [embed_layer(model)] if embed else None
     embeds: list[np.ndarray] = []
     window = len(sites[0].ref_tokens)
-    off = window // 2
+    off = window // 2 if prefix is None else prefix
     rows_per = max(1, int(suffix_batch or batch_size))
     if suffix_batch is None:
         rows_per = max(1, min(rows_per, max(batch_size, SUFFIX_TOKENS // max(1, window - off))))
@@ -181,8 +183,8 @@ def exact_deltas(
 
 
 @torch.no_grad()
-def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int, embed: bool = False
-                   ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int, embed: bool = False,
+                   prefix: int | None = None) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
     """``exact_deltas`` for windows longer than ``chunk_size``: one site at a time, its prefix and then each
     allele's suffix run in chunks with carried state (the suffixes continue from the prefix's cache), each
     chunk's logits reduced to a log-likelihood sum at once. Memory: one chunk's activations plus attention
@@ -193,7 +195,7 @@ def chunked_deltas(model: HybridModel, sites: Sequence[Site], chunk_size: int, e
     results: list[np.ndarray] = []
     embeds: list[np.ndarray] = []
     for site in sites:
-        off = len(site.ref_tokens) // 2
+        off = len(site.ref_tokens) // 2 if prefix is None else prefix
         cache, last = None, None
         for _, out in model.iter_chunks(torch.from_numpy(site.ref_tokens[None, :off]).to(device), chunk_size):
             cache, last = out.cache, out.logits[:, -1]
@@ -246,66 +248,79 @@ def window_ll(
 
 def _window_rows(model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_size: int, rc: bool,
                  chunk_size: int | None, hidden_from: int | None = None) -> tuple[np.ndarray, list[torch.Tensor]]:
-    """``window_ll``'s sums and, with ``hidden_from``, each row's last-block hidden states from that position on."""
+    """``window_ll``'s sums and, with ``hidden_from``, each row's last-block hidden states from that position on
+    (the same forwards and arithmetic either way)."""
     t = torch.as_tensor(np.asarray(tokens)) if not isinstance(tokens, torch.Tensor) else tokens
     if rc:
         t = reverse_complement(t)
     chunked = bool(chunk_size) and t.shape[1] > chunk_size
     if chunked:
         batch_size = 1
-    layer = [embed_layer(model)] if hidden_from is not None else None
     out = np.empty(t.shape[0], dtype=np.float64)
     tails: list[torch.Tensor] = []
     for b0 in range(0, t.shape[0], batch_size):
         chunk = t[b0 : b0 + batch_size].to(model.device)
-        if layer is None:
-            ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None)
-            out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
-            continue
-        total, prev, parts = torch.zeros(len(chunk), dtype=torch.float64), None, []
-        for start, res in model.iter_chunks(chunk, chunk_size if chunked else chunk.shape[1], return_hidden=layer):
-            n = res.logits.shape[1]
-            toks = chunk[:, start : start + n]
-            if prev is None:  # position 0 has no context
-                total += _suffix_ll(res.logits, torch.zeros_like(res.logits[:, 0]), toks).cpu()
-            else:
-                total += _suffix_ll(res.logits, prev, toks).cpu()
-            prev = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
-            lo = max(0, hidden_from - start)
-            if lo < n:
-                parts.append(res.hidden[layer[0]][:, lo:].clone())
-        out[b0 : b0 + len(chunk)] = total.numpy()
-        tails.extend(torch.cat(parts, dim=1).unbind(0))
+        hidden = {embed_layer(model): []} if hidden_from is not None else None
+        ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None, hidden_out=hidden)
+        out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
+        if hidden is not None:
+            tails.extend(torch.cat(next(iter(hidden.values())), dim=1)[:, hidden_from:].unbind(0))
     return out, tails
 
 
 def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8, chunk_size: int | None = None,
               embed: bool = False) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
-    """Reverse-strand delta LL sums per site: full forwards of the RC windows (no prefix reuse); with ``embed``
-    also delta_embed over the positions after the variant in RC orientation, as ``(deltas, embeds)``."""
+    """Reverse-strand delta LL sums per site (with ``embed`` also delta_embed, as ``(deltas, embeds)``).
+
+    In RC orientation an SNV sits at ``window - 1 - window // 2`` and everything before it (the reversed right
+    flank) is the same in every row of the site, so SNV-only sites run through ``exact_deltas`` on their RC
+    rows with that prefix (run once per site); sites with indels, whose RC rows differ from the first token,
+    run full forwards of every RC row (``_full_rc``).
+    """
     if not sites:
         return ([], []) if embed else []
-    if not embed:
-        rows = [s.ref_tokens for s in sites] + [a for s in sites for a in s.alt_tokens]
-        sums = window_ll(model, np.stack(rows), batch_size, rc=True, chunk_size=chunk_size)
-        ends = len(sites) + np.cumsum([len(s.alt_tokens) for s in sites])
-        return site_deltas(sums, range(len(sites)), [range(e - len(s.alt_tokens), e) for s, e in zip(sites, ends)])
     window = len(sites[0].ref_tokens)
-    at = window - 1 - window // 2  # an SNV's position in the RC window
+    at = window - 1 - window // 2
+    shared = [i for i, s in enumerate(sites) if s.snv and all(s.snv)]
+    rest = sorted(set(range(len(sites))) - set(shared))
+    deltas: list[np.ndarray | None] = [None] * len(sites)
+    embeds: list[np.ndarray | None] = [None] * len(sites)
+    if shared:
+        rc_sites = [Site(sites[i].contig, sites[i].start, reverse_complement(sites[i].ref_tokens),
+                         [reverse_complement(a) for a in sites[i].alt_tokens], sites[i].pad, sites[i].snv)
+                    for i in shared]
+        res = exact_deltas(model, rc_sites, batch_size, chunk_size=chunk_size, embed=embed, prefix=at)
+        for k, i in enumerate(shared):
+            deltas[i] = res[0][k] if embed else res[k]
+            if embed:
+                embeds[i] = res[1][k]
+    if rest:
+        d, e = _full_rc(model, [sites[i] for i in rest], batch_size, chunk_size, embed, at)
+        for k, i in enumerate(rest):
+            deltas[i], embeds[i] = d[k], (e[k] if embed else None)
+    return (deltas, embeds) if embed else deltas
+
+
+def _full_rc(model: HybridModel, sites: Sequence[Site], batch_size: int, chunk_size: int | None, embed: bool,
+             at: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RC deltas (and delta_embed, over RC positions ``[at, window)``) from full forwards of every RC row."""
+    window = len(sites[0].ref_tokens)
     deltas: list[np.ndarray] = []
     embeds: list[np.ndarray] = []
     for b0 in range(0, len(sites), batch_size):  # a group's REF and ALT rows together: pairs never wait long
         group = sites[b0 : b0 + batch_size]
         rows = [s.ref_tokens for s in group] + [a for s in group for a in s.alt_tokens]
-        sums, tails = _window_rows(model, np.stack(rows), batch_size, True, chunk_size, hidden_from=at)
+        sums, tails = _window_rows(model, np.stack(rows), batch_size, True, chunk_size,
+                                   hidden_from=at if embed else None)
         ends = len(group) + np.cumsum([len(s.alt_tokens) for s in group])
         alt_rows = [range(e - len(s.alt_tokens), e) for s, e in zip(group, ends)]
         deltas.extend(site_deltas(sums, range(len(group)), alt_rows))
-        dist = np.zeros(len(rows))
-        for i, rows_i in enumerate(alt_rows):
-            for r in rows_i:
-                dist[r] = float(_distance_sum(tails[r][None], tails[i][None])[0])
-        embeds.extend(site_embed(dist, r, s, window - at) for s, r in zip(group, alt_rows))
+        if embed:
+            dist = np.zeros(len(rows))
+            for i, rows_i in enumerate(alt_rows):
+                for r in rows_i:
+                    dist[r] = float(_distance_sum(tails[r][None], tails[i][None])[0])
+            embeds.extend(site_embed(dist, r, s, window - at) for s, r in zip(group, alt_rows))
     return deltas, embeds
 
 
