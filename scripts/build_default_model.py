@@ -4,12 +4,14 @@
     python scripts/build_default_model.py --steps probes,eval,card   # re-run the evaluations and the card
 
 Steps:
-  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml and its stage-2 re-weighting
-           mixture_stage2.yaml (../shared/data; BRCA1 name + 31-mer exclusion; probe and validation records
-           held out by record before any window is cut, identical in both)
+  mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml, its stage-2 re-weighting
+           mixture_stage2.yaml and mixture_stage4.yaml (stage 2 + splice-junction flanks marked) (../shared/data;
+           BRCA1 name + 31-mer exclusion; probe and validation records held out by record before any window is
+           cut, identical in all)
   train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
-           from the stage-1 model on the coding/splice-weighted mixture); each resumes if interrupted
-  export   the final checkpoint + training metadata of both stages + mixture summary -> genomod/data/models/default/
+           from the stage-1 model on the coding/splice-weighted mixture), then pretrain_stage4.yaml (continued
+           from stage 2 with junction flanks weighted 5x); each resumes if interrupted
+  export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
            benchmark loci) -> genomod/data/models/default/calibration.tsv
@@ -37,7 +39,10 @@ RUN = ROOT / "work_local" / "runs" / "default"
 # (mixture recipe, shards, pretrain recipe, run folder) per training stage; paths as written in the recipes
 STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
           ("mixture_stage2.yaml", ROOT / "work_local" / "mixture_stage2", "pretrain_stage2.yaml",
-           ROOT / "work_local" / "runs" / "default_stage2")]
+           ROOT / "work_local" / "runs" / "default_stage2"),
+          # stage 4 (splice-junction flanks weighted in the loss) passed its pre-registered rule; stage 3 did not
+          ("mixture_stage4.yaml", ROOT / "work_local" / "mixture_stage4", "pretrain_stage4.yaml",
+           ROOT / "work_local" / "runs" / "default_stage4")]
 # stage 3 (mixture_stage3.yaml / pretrain_stage3.yaml, coding sequence in genomic form) was trained and NOT shipped:
 # it failed its pre-registered probe rule (recipes/default_model/README.md). To rebuild it after the stages above:
 #   python -m data_prep.make_mixture --recipe recipes/default_model/mixture_stage3.yaml --data-root ../shared/data \
@@ -284,8 +289,9 @@ def step_card() -> None:
         f"({doc['tokenizer_version']}); trained context {cfg.max_seqlen} bp (the default scoring window).",
         "",
         "## Training",
-        f"Two stages via `scripts/pretrain.py`, {tokens:,} tokens in all; the second continues from the first "
-        "on a re-weighted mixture of the same sources and hold-outs (`python -m data_prep.make_mixture`).",
+        f"{len(stages)} stages via `scripts/pretrain.py`, {tokens:,} tokens in all; each later stage continues from "
+        "the one before on a re-weighted mixture of the same sources and hold-outs (`python -m "
+        "data_prep.make_mixture`; recipes/default_model/README.md says what each stage changed).",
         "",
     ]
     for i, st in enumerate(stages, 1):
@@ -302,7 +308,7 @@ def step_card() -> None:
         "reverse-complement augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
-        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in both stages).",
+        "uniform over ACGT = 4) on held-out records of every source (the same validation rows in every stage).",
         "",
     ]
     for i, st in enumerate(stages, 1):

@@ -113,7 +113,8 @@ def _read_tsv(path: Path) -> Any:
 @eval_group.command("brca1")
 @click.option("--model", default="default", show_default=True, help="Shipped model name or checkpoint folder.")
 @click.option("--mode", type=click.Choice(["exact", "fast"]), default="fast", show_default=True,
-              help="exact: delta log-likelihood of full windows; fast: one ref pass per site (SNVs).")
+              help="exact: delta log-likelihood of full windows and delta_embed (embedding distance); fast: one "
+                   "ref pass per site (SNVs).")
 @click.option("--window", type=click.IntRange(16), default=None,
               help="Context window (bp); default: the model's training context, at most 8192.")
 @click.option("--rc/--no-rc", default=False, show_default=True, help="Average with the reverse-complement strand.")

@@ -84,7 +84,9 @@ def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
 @click.option(
     "--model", default="default", show_default=True, help="Shipped model name or checkpoint folder."
 )
-@click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True)
+@click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True,
+              help="exact: delta log-likelihood of the windows (GENOMOD_DLL_*) and the embedding distance "
+                   "(GENOMOD_EMBED, SNVs) from the same forwards; fast: SNV scores from one forward per tile.")
 @click.option("--window", default=None, type=int,
               help="Scoring window (bases); default: the model's training context, at most 8192.")
 @click.option("--rc", is_flag=True, help="Average forward and reverse-complement strands.")
