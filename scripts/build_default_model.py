@@ -265,6 +265,13 @@ def _probe_lines() -> list[str]:
     return lines
 
 
+def _stage_name(recipe: str) -> str:
+    """The stage number a recipe is named after (``pretrain.yaml`` is stage 1, ``pretrain_stageN.yaml`` stage N):
+    stage 3 was trained and not shipped, so the shipped stages are 1, 2 and 4."""
+    stem = Path(recipe).stem
+    return stem.split("_stage")[1] if "_stage" in stem else "1"
+
+
 def step_card() -> None:
     from genomod.model import ModelConfig, count_parameters
 
@@ -294,25 +301,26 @@ def step_card() -> None:
         "data_prep.make_mixture`; recipes/default_model/README.md says what each stage changed).",
         "",
     ]
-    for i, st in enumerate(stages, 1):
+    for st in stages:
         s = st["summary"]
         lines.append(
-            f"- Stage {i}: `{st['recipe']}` on `{st['mixture']}`: steps {s['steps']:,}; tokens {s['tokens']:,}; "
+            f"- Stage {_stage_name(st['recipe'])}: `{st['recipe']}` on `{st['mixture']}`: steps {s['steps']:,}; tokens {s['tokens']:,}; "
             f"wall time {s['wall_time_s'] / 3600:.2f} h on {s['device']} ({s.get('precision')}, 2 threads); "
             f"median {s.get('median_tokens_per_s', 0):,.0f} tokens/s"
             + (f" (wall time of the last segment: the run resumed from `{Path(s['resumed_from']).name}`)"
                if s.get("resumed_from") else "")
             + f"; final validation loss {s['final_val_loss']:.4f}.")
     lines += [
-        "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0); "
-        "reverse-complement augmentation on half the training windows.",
+        "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0; "
+        "in stage 4 the 20 bases each side of annotated splice junctions 5, validation 1); reverse-complement "
+        "augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
         "uniform over ACGT = 4) on held-out records of every source (the same validation rows in every stage).",
         "",
     ]
-    for i, st in enumerate(stages, 1):
-        lines += [f"Validation curve, stage {i} (step: loss): "
+    for st in stages:
+        lines += [f"Validation curve, stage {_stage_name(st['recipe'])} (step: loss): "
                   + ", ".join(f"{v['step']}: {v['val_loss']:.4f}" for v in st["val_curve"]), ""]
     lines += [
         "### Data",
