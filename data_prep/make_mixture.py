@@ -53,7 +53,7 @@ import yaml
 from genomod import __version__
 from genomod.errors import ConfigError, GenomodError, InputError
 from genomod.eval.probes import exon_cuts
-from genomod.tokenizer import EOD_ID, TOKENIZER_VERSION, encode
+from genomod.tokenizer import EOD_ID, TOKENIZER_VERSION, TRACK_JUNCTION, encode
 from genomod.utils import file_digest, open_decompressed
 
 FORMAT = "genomod-mixture-1"
@@ -356,15 +356,15 @@ def splice_sites(header: str, seq: bytes, layout: str | None) -> tuple[int | Non
 
 
 def mark_junctions(mask: np.ndarray, header: str, seq: bytes, layout: str, flank: int) -> int:
-    """Set ``mask`` to 2 on the ``flank`` bases each side of the record's donor and acceptor junctions (the
-    exon|intron and intron|exon boundaries of ``splice_sites``); returns how many bases were marked."""
+    """Set ``mask`` to ``TRACK_JUNCTION`` (2) on the ``flank`` bases each side of the record's donor and acceptor
+    junctions (the exon|intron and intron|exon boundaries of ``splice_sites``); returns how many bases were marked."""
     donor, acceptor = splice_sites(header, seq, layout)
     # junction = index of the first base after the boundary: the intron's first base, the exon's first base
     cuts = [j for j in (None if donor is None else donor - 1, acceptor) if j is not None]
-    before = int((mask == 2).sum())
+    before = int((mask == TRACK_JUNCTION).sum())
     for j in cuts:
-        mask[max(0, j - flank) : min(len(mask), j + flank)] = 2
-    return int((mask == 2).sum()) - before
+        mask[max(0, j - flank) : min(len(mask), j + flank)] = TRACK_JUNCTION
+    return int((mask == TRACK_JUNCTION).sum()) - before
 
 
 class _ProbeWriter:

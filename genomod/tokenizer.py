@@ -24,6 +24,9 @@ PAD_ID = 1
 BASES = "ACGT"
 BASE_IDS = np.frombuffer(b"ACGT", dtype=np.uint8).astype(np.int64)  # A=65 C=67 G=71 T=84
 N_ID = ord("N")
+#: values of the per-base track beside the tokens (``encode(..., return_mask=True)`` gives 0/1; a pretraining
+#: mixture may add 2, see data_prep.make_mixture ``junction_flank`` and genomod.train.data.loss_weights)
+TRACK_PLAIN, TRACK_SOFTMASKED, TRACK_JUNCTION = 0, 1, 2
 
 # byte -> token lookup: uppercase ACGTN map to themselves, lowercase to uppercase, everything else N.
 _ENCODE = np.full(256, N_ID, dtype=np.uint8)

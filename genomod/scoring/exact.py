@@ -23,7 +23,7 @@ aligned with the REF one position by position.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -258,13 +258,14 @@ def _window_rows(model: HybridModel, tokens: np.ndarray | torch.Tensor, batch_si
         batch_size = 1
     out = np.empty(t.shape[0], dtype=np.float64)
     tails: list[torch.Tensor] = []
+    layer = embed_layer(model)
     for b0 in range(0, t.shape[0], batch_size):
         chunk = t[b0 : b0 + batch_size].to(model.device)
-        hidden = {embed_layer(model): []} if hidden_from is not None else None
+        hidden: dict[str, list[torch.Tensor]] | None = {layer: []} if hidden_from is not None else None
         ll = model.log_likelihoods(chunk, chunk_size=chunk_size if chunked else None, hidden_out=hidden)
         out[b0 : b0 + len(chunk)] = ll[:, 1:].double().sum(-1).cpu().numpy()
         if hidden is not None:
-            tails.extend(torch.cat(next(iter(hidden.values())), dim=1)[:, hidden_from:].unbind(0))
+            tails.extend(torch.cat(hidden[layer], dim=1)[:, hidden_from:].unbind(0))
     return out, tails
 
 
@@ -286,9 +287,8 @@ def rc_deltas(model: HybridModel, sites: Sequence[Site], batch_size: int = 8, ch
     deltas: list[np.ndarray | None] = [None] * len(sites)
     embeds: list[np.ndarray | None] = [None] * len(sites)
     if shared:
-        rc_sites = [Site(sites[i].contig, sites[i].start, reverse_complement(sites[i].ref_tokens),
-                         [reverse_complement(a) for a in sites[i].alt_tokens], sites[i].pad, sites[i].snv)
-                    for i in shared]
+        rc_sites = [replace(sites[i], ref_tokens=reverse_complement(sites[i].ref_tokens),
+                            alt_tokens=[reverse_complement(a) for a in sites[i].alt_tokens]) for i in shared]
         res = exact_deltas(model, rc_sites, batch_size, chunk_size=chunk_size, embed=embed, prefix=at)
         for k, i in enumerate(shared):
             deltas[i] = res[0][k] if embed else res[k]
@@ -315,11 +315,12 @@ def _full_rc(model: HybridModel, sites: Sequence[Site], batch_size: int, chunk_s
         ends = len(group) + np.cumsum([len(s.alt_tokens) for s in group])
         alt_rows = [range(e - len(s.alt_tokens), e) for s, e in zip(group, ends)]
         deltas.extend(site_deltas(sums, range(len(group)), alt_rows))
-        if embed:
+        if embed:  # each ALT row's RC tail against its site's REF row (row i of the group)
+            alt_idx = [r for rows_i in alt_rows for r in rows_i]
+            ref_idx = [i for i, rows_i in enumerate(alt_rows) for _ in rows_i]
             dist = np.zeros(len(rows))
-            for i, rows_i in enumerate(alt_rows):
-                for r in rows_i:
-                    dist[r] = float(_distance_sum(tails[r][None], tails[i][None])[0])
+            dist[alt_idx] = _distance_sum(torch.stack([tails[r] for r in alt_idx]),
+                                          torch.stack([tails[i] for i in ref_idx])).cpu().numpy()
             embeds.extend(site_embed(dist, r, s, window - at) for s, r in zip(group, alt_rows))
     return deltas, embeds
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from genomod.errors import ConfigError
-from genomod.tokenizer import reverse_complement
+from genomod.tokenizer import TRACK_JUNCTION, reverse_complement
 
 
 def check_shards(shards: list[str], window: int) -> None:
@@ -144,10 +144,6 @@ class ShardWindows(Dataset):
 
 _IS_BASE = np.zeros(256, dtype=bool)
 _IS_BASE[np.frombuffer(b"ACGT", dtype=np.uint8)] = True
-
-
-#: values of the shards' per-base ``softmask`` track: plain, soft-masked (lowercase), splice-junction flank
-TRACK_PLAIN, TRACK_SOFTMASKED, TRACK_JUNCTION = 0, 1, 2
 
 
 def loss_weights(tokens: np.ndarray, softmask: np.ndarray, softmask_weight: float,
