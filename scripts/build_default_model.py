@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's genomod and data_prep (the card reads the mixture recipes)
 RECIPE = ROOT / "recipes" / "default_model"
 MODEL_DIR = ROOT / "genomod" / "data" / "models" / "default"
 PROBE_DIR = ROOT / "genomod" / "data" / "probes"
@@ -192,14 +193,19 @@ def _merge_tables(parts: list[Path], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def _probe_key(mode: str, rc: bool) -> str:
+    """Name of a probe run's outputs (``probes_<key>.json``), e.g. ``exact_rc``."""
+    return f"{mode}_{'rc' if rc else 'fwd'}"
+
+
 def step_probes() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for mode, rc in PROBE_RUNS:
         cap = ["--max-variants-per-class", "3000" if mode == "fast" else "250"]
-        out = FINAL_RUN / f"probes_{mode}_{'rc' if rc else 'fwd'}"
+        out = FINAL_RUN / f"probes_{_probe_key(mode, rc)}"
         run([sys.executable, "-m", "genomod", "eval", "probes", "--model", "default", "--mode", mode,
              "--rc" if rc else "--no-rc", "--batch-size", "32", *cap, "--out", str(out)])
-        shutil.copyfile(out / "probes.json", RESULTS / f"probes_{mode}_{'rc' if rc else 'fwd'}.json")
+        shutil.copyfile(out / "probes.json", RESULTS / f"probes_{_probe_key(mode, rc)}.json")
     # stronger Markov baselines than the shipped ones (orders up to MARKOV_CHECK_ORDER), same targets as the model
     from genomod.checkpoint import load_model
     from genomod.eval.probes import load_markov_counts, perplexity_probe, read_heldout
@@ -232,7 +238,7 @@ def _probe_lines() -> list[str]:
              "embedding distance (delta_embed), both strands |",
              "|---|---|---|---|---|"]
     runs = {}
-    for key in (f"{mode}_{'rc' if rc else 'fwd'}" for mode, rc in PROBE_RUNS):
+    for key in (_probe_key(mode, rc) for mode, rc in PROBE_RUNS):
         p = RESULTS / f"probes_{key}.json"
         runs[key] = json.loads(p.read_text())["probes"] if p.is_file() else {}
 
@@ -263,6 +269,20 @@ def _probe_lines() -> list[str]:
                   f"**{ppl['best_markov_perplexity']:.4f}** (model better: {ppl['model_beats_best_markov']}); "
                   "every order: " + ", ".join(f"{o['order']}: {o['perplexity']:.4f}" for o in ppl["markov"])]
     return lines
+
+
+def _junction_weights() -> list[tuple[str, int, float]]:
+    """(pretrain recipe, junction_flank, junction_weight) of each stage that weighs splice-junction flanks,
+    read from the stage's recipes."""
+    from data_prep.make_mixture import load_recipe
+    from genomod.train.config import load_config
+
+    out = []
+    for mixture, _, recipe, _ in STAGES:
+        flank, weight = load_recipe(RECIPE / mixture).junction_flank, load_config(RECIPE / recipe).data.junction_weight
+        if flank and weight != 1.0:
+            out.append((recipe, flank, weight))
+    return out
 
 
 def _stage_name(recipe: str) -> str:
@@ -311,8 +331,9 @@ def step_card() -> None:
                if s.get("resumed_from") else "")
             + f"; final validation loss {s['final_val_loss']:.4f}.")
     lines += [
-        "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0; "
-        "in stage 4 the 20 bases each side of annotated splice junctions 5, validation 1); reverse-complement "
+        "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0"
+        + "".join(f"; in stage {_stage_name(r)} the {flank} bases each side of annotated splice junctions {w:g}, "
+                  "validation 1" for r, flank, w in _junction_weights()) + "); reverse-complement "
         "augmentation on half the training windows.",
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
