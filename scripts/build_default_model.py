@@ -13,8 +13,8 @@ Steps:
            from stage 2 with junction flanks weighted 5x); each resumes if interrupted
   export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
-  calibrate  background table (mean score per 5-mer context and ALT on human training genome outside the
-           benchmark loci) -> genomod/data/models/default/calibration.tsv
+  calibrate  background table (mean fast score, delta LL and delta_embed per 5-mer context and ALT on human
+           training genome outside the benchmark loci) -> genomod/data/models/default/calibration.tsv
   probes   label-free probes (fast and exact scoring) -> docs/results/default_model/probes_*.json
   eval     `genomod eval brca1` in fast and exact mode, raw and calibrated -> docs/results/default_model/
   card     MODEL_CARD.md from the files the steps wrote (no hand-typed numbers)
@@ -53,6 +53,7 @@ FINAL_RUN = STAGES[-1][3]  # the shipped model's run: calibration and probe outp
 CALIBRATION_FASTA = "data/pretrain/genomic/grch38_chr20_chr21_10M.fa.gz"
 # fast: runs of 128 consecutive sites (one tile per forward); exact: independent sites (one prefix each)
 CALIBRATION_SITES = {"fast": (60000, 128), "exact": (2500, 1)}
+CALIBRATION_ALSO = {"exact": ("--mode", "embed")}  # delta_embed's table comes from exact mode's forwards
 MARKOV_MAX_ORDER = 9  # shipped (genomod/data/probes); orders up to MARKOV_CHECK_ORDER are checked, not shipped
 MARKOV_CHECK_ORDER = 11
 # scoring settings of the shipped evaluation, chosen on the probes (see recipes/default_model/README.md);
@@ -178,7 +179,7 @@ def step_calibrate(shared: Path) -> None:
     for mode, (n, cluster) in CALIBRATION_SITES.items():
         out = FINAL_RUN / f"calibration_{mode}.tsv"
         run([sys.executable, "-m", "genomod", "calibrate", "--model", "default", "-r", str(shared / CALIBRATION_FASTA),
-             "--sites", str(n), "--cluster", str(cluster), "--mode", mode, "--rc",
+             "--sites", str(n), "--cluster", str(cluster), "--mode", mode, *CALIBRATION_ALSO.get(mode, ()), "--rc",
              "--exclude", str(RECIPE / "exclude_benchmark_loci.bed"), "--batch-size", "32", "--out", str(out)])
     _merge_tables([FINAL_RUN / f"calibration_{m}.tsv" for m in CALIBRATION_SITES], MODEL_DIR / "calibration.tsv")
 
@@ -379,7 +380,8 @@ def step_card() -> None:
         strand = "both strands" if rc else "forward"
         scores = [(raw, f"zero-shot {mode} ({strand}), raw"), (raw + "_cal", f"zero-shot {mode} ({strand}), calibrated")]
         if mode == "exact":
-            scores.append(("-delta_embed", f"zero-shot embedding distance ({strand}; delta_embed)"))
+            scores += [("-delta_embed", f"zero-shot embedding distance ({strand}; delta_embed), raw"),
+                       ("-delta_embed_cal", f"zero-shot embedding distance ({strand}; delta_embed), calibrated")]
         for score, label in scores:
             m = _row(rows, score, "overall")
             if m is not None:

@@ -53,7 +53,7 @@ def env(tmp_path_factory):
     (d / "ref.fa").write_text("".join(f">{k}\n{v}\n" for k, v in genome.items()))
     (d / "ex.bed").write_text(f"chr1\t{EXCLUDE[0]}\t{EXCLUDE[1]}\n")
     model = load_model(d / "model")  # from its folder: the table records the weights' sha256
-    table = build_calibration_table(model, d / "ref.fa", 120, modes=("fast", "exact"), window=WINDOW, rc=True,
+    table = build_calibration_table(model, d / "ref.fa", 120, modes=("fast", "exact", "embed"), window=WINDOW, rc=True,
                                     exclude_bed=d / "ex.bed", seed=3, batch_size=8, progress=False)
     table.save(d / "model")  # -> model/calibration.tsv, where --calibrate looks
     torch.set_num_threads(threads)
@@ -106,7 +106,8 @@ def test_sampling_respects_exclusion_and_seed(env):
 
 def test_table_build_matches_scorer(env):
     table, d = env["table"], env["dir"]
-    assert table.keys() == [("exact", False), ("exact", True), ("fast", False), ("fast", True)]
+    assert table.keys() == [("embed", False), ("embed", True), ("exact", False), ("exact", True), ("fast", False),
+                            ("fast", True)]
     for key in table.keys():
         assert int(table.counts(*key).sum()) == 3 * 120
     meta = table.meta
@@ -119,10 +120,10 @@ def test_table_build_matches_scorer(env):
     rows = [(g.contig, int(p) + 1, genome[g.contig][p].upper(), a, int(c))
             for g in sites for p, c in zip(g.positions, g.contexts) for a in "ACGT" if a != genome[g.contig][p].upper()]
     assert not any(g.contig == "chr1" and EXCLUDE[0] <= p < EXCLUDE[1] for g in sites for p in g.positions)
-    for mode, col in (("fast", "delta_fast"), ("exact", "delta_ll_sum")):
+    for mode, col in (("fast", "delta_fast"), ("exact", "delta_ll_sum"), ("embed", "delta_embed")):
         for rc in (False, True):
             sc = VariantScorer(env["model"], d / "ref.fa", window=WINDOW, rc=rc)
-            df = sc.score([r[:4] for r in rows], mode=mode)
+            df = sc.score([r[:4] for r in rows], mode="fast" if mode == "fast" else "exact")
             df["ctx"] = [r[4] for r in rows]
             means = df.groupby(["ctx", "alt"])[col].mean()
             counts = df.groupby(["ctx", "alt"])[col].size()
@@ -220,7 +221,7 @@ def test_scorer_calibrated_columns(env):
                  ("chr1", 100, s[99], s[99] + "GT")]  # insertion: NaN (exact only)
     sc = VariantScorer(str(d / "model"), d / "ref.fa", window=WINDOW, calibrate=True, device="cpu")
     assert sc.score_columns("exact") == ("delta_ll_mean", "delta_ll_mean_cal", "delta_ll_sum", "delta_ll_sum_cal",
-                                        "delta_embed")  # no calibration table for delta_embed
+                                        "delta_embed", "delta_embed_cal")
     ctx = [s[p - 3 : p + 2].upper() if p >= 3 else "N" for _, p, _, _ in variants]
     alts = [v[3] for v in variants]
     fast = sc.score(variants, mode="fast")
@@ -232,6 +233,15 @@ def test_scorer_calibrated_columns(env):
     assert np.array_equal(exact["delta_ll_sum_cal"].to_numpy(), want, equal_nan=True)
     assert np.allclose(exact["delta_ll_mean_cal"], want / (WINDOW - 1), equal_nan=True)
     assert exact["status"].tolist()[-1] == "ok" and np.isnan(exact["delta_ll_sum_cal"].iloc[-1])
+    want = exact["delta_embed"].to_numpy() - table.lookup("embed", False, ctx, alts)
+    assert np.array_equal(exact["delta_embed_cal"].to_numpy(), want, equal_nan=True)
+    assert np.isfinite(want[:5]).all() and np.isnan(exact["delta_embed_cal"].to_numpy()[5:]).all()
+    assert not np.allclose(want[:5], exact["delta_embed"].to_numpy()[:5])  # the background mean is not 0
+    # a table without embed rows (built before embed calibration existed) calibrates delta LL only
+    no_embed = CalibrationTable({k: v for k, v in table.cells.items() if k[0] != "embed"}, dict(table.meta))
+    old = VariantScorer(env["model"], d / "ref.fa", window=WINDOW, calibration=no_embed)
+    assert old.score_columns("exact")[-2:] == ("delta_ll_sum_cal", "delta_embed")
+    assert "delta_embed_cal" not in old.score(variants[:2], mode="exact").columns
     rc = VariantScorer(env["model"], d / "ref.fa", window=WINDOW, rc=True, calibration=table)
     df = rc.score(variants[:3], mode="fast")
     assert np.array_equal(df["delta_fast_cal"], df["delta_fast"] - table.lookup("fast", True, ctx[:3], alts[:3]))
@@ -284,6 +294,7 @@ def test_score_cli_calibrate(env, tmp_path, capsys):
     assert main(_score_args(env, tmp_path / "e.vcf", None, "--calibrate", "--rc")) == 0
     text = (tmp_path / "e.vcf").read_text()
     assert "ID=GENOMOD_DLL_MEAN_CAL" in text and "ID=GENOMOD_DLL_SUM_CAL" in text and "GENOMOD_DLL_SUM_CAL=" in text
+    assert "ID=GENOMOD_EMBED_CAL" in text and "GENOMOD_EMBED_CAL=" in text
     capsys.readouterr()
     # a model without a table: one-line error naming the file looked for and how to build it
     bare = tmp_path / "bare"

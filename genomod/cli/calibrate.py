@@ -17,8 +17,10 @@ from genomod.errors import ConfigError
               help="Background FASTA (repeatable); sites are sampled uniformly over all their ACGT positions.")
 @click.option("--sites", "n_sites", required=True, type=click.IntRange(1),
               help="Number of background positions to sample (all 3 SNVs of each are scored).")
-@click.option("--mode", "modes", multiple=True, type=click.Choice(["fast", "exact"]), default=("fast",),
-              show_default=True, help="Scoring mode(s) to calibrate (repeatable).")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["fast", "exact", "embed"]), default=("fast",),
+              show_default=True,
+              help="Score(s) to calibrate (repeatable): fast, exact (delta LL) and embed (delta_embed, from exact "
+                   "mode's forwards: exact and embed together cost one exact pass).")
 @click.option("--window", default=None, type=click.IntRange(16),
               help="Scoring window (bases); default: the model's training context, at most 8192. Scores are "
                    "calibrated only with the window the table was built for.")
@@ -58,7 +60,7 @@ def calibrate(model: str, references: tuple[Path, ...], n_sites: int, modes: tup
     if exclude is not None:
         read_bed(exclude)  # malformed BED: one-line error now, not after the scan
     if not modes:
-        raise ConfigError("--mode: give fast and/or exact")
+        raise ConfigError("--mode: give fast, exact and/or embed")
     net = load_model(model, device=device)
     start = time.perf_counter()
     table = build_calibration_table(net, refs, n_sites, modes=modes, window=window, rc=rc, exclude_bed=exclude,

@@ -29,7 +29,7 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # raw zero-shot scores and their background-calibrated versions (genomod.scoring.calibration)
 NEGATIVE_IS_DAMAGING = (
     "delta_ll_mean", "delta_ll_sum", "delta_fast", "delta_ll_mean_cal", "delta_ll_sum_cal", "delta_fast_cal",
-    "delta_embed",
+    "delta_embed", "delta_embed_cal",
 )
 
 

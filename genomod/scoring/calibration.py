@@ -10,9 +10,10 @@ middle, soft-masking ignored) and the mean is taken over the model's scores of a
 ``n_sites`` positions sampled uniformly from background sequence (``build_calibration_table``).
 
 Table layout (``CalibrationTable``): one cell per (mode, rc, 5-mer, ALT), 4^5 contexts x 3 ALTs, holding the
-number of background SNVs ``n`` and their mean raw score. ``mode`` is ``fast`` (mean of ``delta_fast``) or
+number of background SNVs ``n`` and their mean raw score. ``mode`` is ``fast`` (mean of ``delta_fast``),
 ``exact`` (mean of ``delta_ll_sum``; ``delta_ll_mean`` is ``delta_ll_sum / (window - 1)``, so its calibrated
-value is the calibrated sum divided by the same number). ``rc`` matters and has its own rows: strand
+value is the calibrated sum divided by the same number) or ``embed`` (mean of ``delta_embed``, the embedding
+distance, from the same forwards as ``exact``). ``rc`` matters and has its own rows: strand
 averaging (``rc=True``) mixes in the reverse strand's prediction, which sees the site's right-hand context
 and is symmetric under reverse complement, so its context means differ from the forward-only ones.
 The window matters too (the amount of context in fast mode, the number of summed positions in exact
@@ -50,7 +51,7 @@ import numpy as np
 from genomod.errors import ConfigError, InputError, ModelError, check_terminated
 from genomod.io.windows import FetchFn, Window
 
-MODES = ("exact", "fast")
+MODES = ("exact", "fast", "embed")
 BASES = "ACGT"
 K = 5  # context length
 FLANK = K // 2
@@ -61,7 +62,7 @@ HEADER_PREFIX = "# genomod calibration table: "
 FORMAT = "genomod-calibration"
 FORMAT_VERSION = 1
 DEFAULT_MIN_COUNT = 10
-SCORE_OF_MODE = {"fast": "delta_fast", "exact": "delta_ll_sum"}
+SCORE_OF_MODE = {"fast": "delta_fast", "exact": "delta_ll_sum", "embed": "delta_embed"}
 CHUNK = 1 << 20  # bases per scan chunk
 
 _BASE_CODE = np.full(256, -1, dtype=np.int64)
@@ -263,7 +264,7 @@ class CalibrationTable:
         return out
 
     def apply(self, mode: str, rc: bool, contexts: Sequence[str], alts: Sequence[str], raw: Any) -> np.ndarray:
-        """Calibrated scores ``raw - lookup(...)`` (``raw`` is delta_fast for fast, delta_ll_sum for exact)."""
+        """Calibrated scores ``raw - lookup(...)`` (``raw``: the mode's score, ``SCORE_OF_MODE``)."""
         raw = np.asarray(raw, dtype=np.float64)
         return raw - self.lookup(mode, rc, contexts, alts)
 
@@ -644,10 +645,10 @@ def build_calibration_table(
     """Score all 3 SNVs at ``n_sites`` uniformly sampled background positions and tabulate mean raw scores.
 
     ``model``: a HybridModel, a shipped model name or a checkpoint folder. ``reference``: a FASTA path, a
-    ReferenceGenome, a ``{name: sequence}`` dict, or a list of those. ``modes``: ``fast`` and/or ``exact``,
-    scored exactly as VariantScorer does (fast: ``site_logprobs`` + ``snv_score`` on the fixed tile grid,
-    every sampled site of a tile from one forward; exact: ``build_site`` + ``exact_deltas``, one site and
-    its three ALTs per prefix). ``rc=False`` gives the forward-only rows (rc=0); ``rc=True`` adds the
+    ReferenceGenome, a ``{name: sequence}`` dict, or a list of those. ``modes``: any of ``fast``, ``exact``
+    and ``embed``, scored exactly as VariantScorer does (fast: ``site_logprobs`` + ``snv_score`` on the fixed
+    tile grid, every sampled site of a tile from one forward; exact and embed: ``build_site`` +
+    ``exact_deltas``, one site and its three ALTs per prefix, both from the same forwards). ``rc=False`` gives the forward-only rows (rc=0); ``rc=True`` adds the
     strand-averaged rows (rc=1) as well, the forward ones coming for free. ``exclude_bed``: BED path or
     intervals whose positions are never sampled. ``window`` defaults to the model's default scoring window.
     ``cluster``: sample runs of up to ``cluster`` consecutive positions (see ``sample_sites``); with
@@ -660,7 +661,7 @@ def build_calibration_table(
 
     modes = tuple(dict.fromkeys(modes))
     if not modes:
-        raise ConfigError("at least one mode (fast, exact) is needed")
+        raise ConfigError("at least one mode (fast, exact, embed) is needed")
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"unknown scoring mode {m!r}; use one of {', '.join(MODES)}")
@@ -683,14 +684,15 @@ def build_calibration_table(
     with _progress(progress) as task, torch.no_grad():
         sampled = _sample(sources, index, n_sites, seed, task("scanning", total_bases), cluster=cluster)
         n_found = int(sum(len(s.positions) for s in sampled))
-        for mode in modes:
-            advance = task(f"scoring {mode}", n_found)
+        exact = tuple(m for m in modes if m != "fast")  # exact and embed share their forwards
+        for mode in (("fast",) if "fast" in modes else ()) + (exact[:1]):
+            advance = task(f"scoring {'/'.join(exact) if mode != 'fast' else mode}", n_found)
             for group in sampled:
                 src = sources[group.source]
                 if mode == "fast":
                     _score_fast(model, src, group, window, rc, batch_size, sums, advance)
                 else:
-                    _score_exact(model, src, group, window, rc, batch_size, sums, advance)
+                    _score_exact(model, src, group, window, rc, batch_size, sums, advance, exact)
     label, ckpt, sha = _model_info(model)
     from genomod import __version__
 
@@ -748,7 +750,7 @@ def _score_fast(model, src: _Source, group: SampledSites, window: int, rc: bool,
 
 
 def _score_exact(model, src: _Source, group: SampledSites, window: int, rc: bool, batch_size: int, sums,
-                 advance) -> None:
+                 advance, modes: Sequence[str] = ("exact",)) -> None:
     from genomod.scoring.exact import build_site, exact_deltas, rc_deltas
 
     length = src.lengths[group.contig]
@@ -764,12 +766,18 @@ def _score_exact(model, src: _Source, group: SampledSites, window: int, rc: bool
             alts.append(a)
             sites.append(build_site(src.fetch, group.contig, int(group.positions[j]),
                                     [(BASES[ri], BASES[ai]) for ai in a], window, length))
-        fwd = exact_deltas(model, sites, batch_size)
-        back = rc_deltas(model, sites, batch_size) if rc else None
-        for k, j in enumerate(range(lo, hi)):
-            ctx = int(group.contexts[j])
-            for m, ai in enumerate(alts[k]):
-                _accumulate(sums, ("exact", False), ctx, ai, float(fwd[k][m]))
-                if back is not None:
-                    _accumulate(sums, ("exact", True), ctx, ai, float(0.5 * (fwd[k][m] + back[k][m])))
+        embed = "embed" in modes
+        fwd = exact_deltas(model, sites, batch_size, embed=embed)
+        back = rc_deltas(model, sites, batch_size, embed=embed) if rc else None
+        scores = {"exact": (fwd[0], back[0] if rc else None) if embed else (fwd, back)}
+        if embed:
+            scores["embed"] = (fwd[1], back[1] if rc else None)
+        for mode in modes:
+            f, b = scores[mode]
+            for k, j in enumerate(range(lo, hi)):
+                ctx = int(group.contexts[j])
+                for m, ai in enumerate(alts[k]):
+                    _accumulate(sums, (mode, False), ctx, ai, float(f[k][m]))
+                    if b is not None:
+                        _accumulate(sums, (mode, True), ctx, ai, float(0.5 * (f[k][m] + b[k][m])))
         advance(hi - lo)

@@ -206,11 +206,17 @@ class VariantScorer:
     def score_columns(self, mode: str) -> tuple[str, ...]:
         """Score columns produced by ``mode`` (each followed by its ``*_cal`` column when calibrating)."""
         raw = ("delta_ll_mean", "delta_ll_sum") if mode == "exact" else ("delta_fast",)
-        embed = ("delta_embed",) if mode == "exact" else ()  # no calibration table for it
+        embed = ("delta_embed",) if mode == "exact" else ()
         ft = ("ft",) if getattr(self, "finetuned", None) is not None else ()
         if self.calibration is None:
             return raw + embed + ft
-        return tuple(c for col in raw for c in (col, f"{col}_cal")) + embed + ft
+        if not self._calibrates_embed(mode):  # a table without embed rows calibrates delta LL only
+            return tuple(c for col in raw for c in (col, f"{col}_cal")) + embed + ft
+        return tuple(c for col in raw + embed for c in (col, f"{col}_cal")) + ft
+
+    def _calibrates_embed(self, mode: str) -> bool:
+        """Whether exact mode also writes ``delta_embed_cal`` (the table holds embed rows for this rc)."""
+        return mode == "exact" and self.calibration is not None and self.calibration.has("embed", self.rc)
 
     def iter_scores(
         self, variants: Any, mode: str = "exact", chunk_size: int | None = None
@@ -324,6 +330,10 @@ class VariantScorer:
                 out[i] = {"delta_ll_sum_cal": val, "delta_ll_mean_cal": val / (self.window - 1)}
             else:
                 out[i] = {"delta_fast_cal": val}
+        if self._calibrates_embed(mode):
+            emb = np.array([scores[i]["delta_embed"] for i in idx], dtype=np.float64)
+            for i, val in zip(idx, self.calibration.apply("embed", self.rc, contexts, alts, emb).tolist()):
+                out[i]["delta_embed_cal"] = val
         return out
 
     def _unscorable(self, v: Variant, mode: str) -> str | None:

@@ -70,6 +70,14 @@ FIELDS = {
         "reference context (pos-2..pos+2, forward strand) and ALT, from the model's calibration table "
         "(missing for contexts with N)",
     ),
+    "delta_embed_cal": (
+        "EMBED_CAL",
+        "A",
+        "Float",
+        "Calibrated GENOMOD_EMBED: raw minus the model's mean at background sites with the same 5-base "
+        "reference context (pos-2..pos+2, forward strand) and ALT, from the model's calibration table "
+        "(missing for non-SNVs and contexts with N)",
+    ),
     "head": ("HEAD", "A", "Float", "P(damaging) from the supervised head given with --head"),
     "ft": (
         "FT",
