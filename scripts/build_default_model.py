@@ -81,20 +81,47 @@ def step_train() -> None:
         run([sys.executable, "scripts/pretrain.py", "-c", str(RECIPE / recipe)])
 
 
+def _shipped_training() -> dict:
+    """The ``training`` record of the model exported last (stages and mixture summary), or {}."""
+    path = MODEL_DIR / "config.json"
+    return json.loads(path.read_text()).get("training", {}) if path.is_file() else {}
+
+
 def _mixture_summary() -> dict:
-    """Sources of the stage-1 manifest, with each later stage's weight and training rows beside them."""
+    """Sources of the stage-1 manifest, with each later stage's weight and training rows beside them.
+
+    A stage whose shards are not on this machine (a later stage trained in a fresh checkout) is read from the
+    last export instead, which recorded the same recipe's deterministic manifest."""
     keep = ("name", "path", "kind", "weight", "licence", "md5", "records", "bases", "dropped_name", "dropped_kmer",
             "thinned", "probe_records", "train_rows", "val_rows")
-    manifests = [json.loads((shards / "manifest.json").read_text()) for _, shards, _, _ in STAGES]
-    first = manifests[0]
-    sources = [{k: s.get(k) for k in keep} for s in first["sources"]]
+    shipped = _shipped_training().get("mixture", {})
+    recipes = [f"recipes/default_model/{r}" for r, _, _, _ in STAGES]
+    per_stage = []  # (weights by source, train rows by source, train rows) per stage
+    for recipe, (_, shards, _, _) in zip(recipes, STAGES):
+        if (shards / "manifest.json").is_file():
+            m = json.loads((shards / "manifest.json").read_text())
+            per_stage.append(({t["name"]: t["weight"] for t in m["sources"]},
+                              {t["name"]: t["train_rows"] for t in m["sources"]}, m["counts"]["train"]))
+            if recipe == recipes[0]:
+                first = {**m, "sources": [{k: t.get(k) for k in keep} for t in m["sources"]]}
+            continue
+        if recipe not in shipped.get("recipes", []):
+            raise SystemExit(f"{shards / 'manifest.json'} is missing and the last export has no {recipe}: run the "
+                             "mixture step")
+        j = shipped["recipes"].index(recipe)
+        print(f"{recipe}: shards not here, its manifest summary is taken from the last export")
+        per_stage.append(({t["name"]: t["stage_weights"][j] for t in shipped["sources"]},
+                          {t["name"]: t["stage_train_rows"][j] for t in shipped["sources"]},
+                          shipped["stage_train_rows"][j]))
+        if recipe == recipes[0]:
+            first = {**shipped, "sources": [{k: t.get(k) for k in keep} for t in shipped["sources"]]}
+    sources = [{k: v for k, v in src.items()} for src in first["sources"]]
     for src in sources:
-        src["stage_weights"] = [next(t["weight"] for t in m["sources"] if t["name"] == src["name"]) for m in manifests]
-        src["stage_train_rows"] = [next(t["train_rows"] for t in m["sources"] if t["name"] == src["name"])
-                                   for m in manifests]
-    return {"recipes": [f"recipes/default_model/{r}" for r, _, _, _ in STAGES], "window": first["window"],
-            "counts": first["counts"], "stage_train_rows": [m["counts"]["train"] for m in manifests],
-            "exclusion": first["exclusion"], "split": first["split"], "sources": sources}
+        src["stage_weights"] = [w[src["name"]] for w, _, _ in per_stage]
+        src["stage_train_rows"] = [r[src["name"]] for _, r, _ in per_stage]
+    return {"recipes": recipes, "window": first["window"], "counts": first["counts"],
+            "stage_train_rows": [n for _, _, n in per_stage], "exclusion": first["exclusion"],
+            "split": first["split"], "sources": sources}
 
 
 def _export_weights(src: Path, dst: Path, recipe: Path) -> None:
@@ -127,9 +154,15 @@ def step_export() -> None:
     _export_weights(final / "model.safetensors", MODEL_DIR / "model.safetensors", RECIPE / STAGES[-1][2])
     doc = json.loads((final / "config.json").read_text())
     stages = []
+    shipped = {st["recipe"]: st for st in _shipped_training().get("stages", [])}
     for mixture, _, recipe, run_dir in STAGES:
+        name = f"recipes/default_model/{recipe}"
+        if not (run_dir / "summary.json").is_file() and run_dir != STAGES[-1][3] and name in shipped:
+            print(f"{name}: run folder not here, its training record is taken from the last export")
+            stages.append(shipped[name])
+            continue
         summary = json.loads((run_dir / "summary.json").read_text())
-        stages.append({"recipe": f"recipes/default_model/{recipe}", "mixture": f"recipes/default_model/{mixture}",
+        stages.append({"recipe": name, "mixture": f"recipes/default_model/{mixture}",
                        "summary": {k: v for k, v in summary.items() if k not in ("train_curve", "val_curve")},
                        "train_curve": summary.get("train_curve", []), "val_curve": summary.get("val_curve", [])})
     doc["training"] = {"stages": stages, "mixture": _mixture_summary()}
@@ -347,7 +380,7 @@ def step_card() -> None:
     lines += [
         "### Data",
         f"{' / '.join(f'{n:,}' for n in mix['stage_train_rows'])} training windows (stage "
-        f"{' / '.join(str(i + 1) for i in range(len(stages)))}) and {mix['counts']['val']:,} validation windows of "
+        f"{' / '.join(_stage_name(st['recipe']) for st in stages)}) and {mix['counts']['val']:,} validation windows of "
         f"{mix['window']} bp; "
         f"{mix['counts']['probe_orfs']} ORF and {mix['counts']['probe_splice']} splice probe records held out. "
         "Benchmark exclusion: records naming BRCA1 and records with >= 5% of their 31-mer positions in the human "
