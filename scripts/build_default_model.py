@@ -5,12 +5,14 @@
 
 Steps:
   mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml, its stage-2 re-weighting
-           mixture_stage2.yaml and mixture_stage4.yaml (stage 2 + splice-junction flanks marked) (../shared/data;
+           mixture_stage2.yaml, mixture_stage4.yaml (stage 2 + splice-junction flanks marked) and
+           mixture_stage5.yaml (stage 4 with the splice-annotated sources 2x) (../shared/data;
            BRCA1 name + 31-mer exclusion; probe and validation records held out by record before any window is
            cut, identical in all)
   train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
            from the stage-1 model on the coding/splice-weighted mixture), then pretrain_stage4.yaml (continued
-           from stage 2 with junction flanks weighted 5x); each resumes if interrupted
+           from stage 2 with junction flanks weighted 5x), then pretrain_stage5.yaml (from stage 4, junction flanks
+           10x, fresh data seed); each resumes if interrupted
   export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean fast score, delta LL and delta_embed per 5-mer context and ALT on human
@@ -43,7 +45,10 @@ STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
            ROOT / "work_local" / "runs" / "default_stage2"),
           # stage 4 (splice-junction flanks weighted in the loss) passed its pre-registered rule; stage 3 did not
           ("mixture_stage4.yaml", ROOT / "work_local" / "mixture_stage4", "pretrain_stage4.yaml",
-           ROOT / "work_local" / "runs" / "default_stage4")]
+           ROOT / "work_local" / "runs" / "default_stage4"),
+          # stage 5 (twice the junctions, weighted 10x, fresh windows) passed its pre-registered rule too
+          ("mixture_stage5.yaml", ROOT / "work_local" / "mixture_stage5", "pretrain_stage5.yaml",
+           ROOT / "work_local" / "runs" / "default_stage5")]
 # stage 3 (mixture_stage3.yaml / pretrain_stage3.yaml, coding sequence in genomic form) was trained and NOT shipped:
 # it failed its pre-registered probe rule (recipes/default_model/README.md). To rebuild it after the stages above:
 #   python -m data_prep.make_mixture --recipe recipes/default_model/mixture_stage3.yaml --data-root ../shared/data \
@@ -171,19 +176,34 @@ def step_export() -> None:
 
 
 def step_probedata() -> None:
-    import h5py
-
-    from genomod.eval.probes import fit_markov_counts, save_markov_counts
+    from genomod.eval.probes import save_markov_counts
 
     PROBE_DIR.mkdir(parents=True, exist_ok=True)
     for name in ("orfs.fa.gz", "splice.fa.gz", "heldout.fa.gz"):
         shutil.copyfile(MIXTURE / "probes" / name, PROBE_DIR / name)
+    counts = _markov_counts_all()
+    save_markov_counts({k: v for k, v in counts.items() if k <= MARKOV_MAX_ORDER}, PROBE_DIR / "markov_counts.npz")
+    _write_probe_provenance()
+
+
+def _markov_counts_all() -> dict:
+    """Next-base counts of every order up to MARKOV_CHECK_ORDER on the stage-1 training rows (fitted once, kept in
+    the stage-1 run folder; the probes step fits them when that folder is not on this machine)."""
+    from genomod.eval.probes import fit_markov_counts, load_markov_counts, save_markov_counts
+
+    path = RUN / "markov_counts_all.npz"
+    if path.is_file():
+        return load_markov_counts(path)
+    if not (MIXTURE / "train.h5").is_file():
+        raise SystemExit(f"{path} and {MIXTURE / 'train.h5'} are missing: run the mixture step first")
+    import h5py
+
     with h5py.File(MIXTURE / "train.h5", "r") as h5:
         tokens = h5["tokens"][:]
     counts = fit_markov_counts(tokens, MARKOV_CHECK_ORDER)
-    save_markov_counts({k: v for k, v in counts.items() if k <= MARKOV_MAX_ORDER}, PROBE_DIR / "markov_counts.npz")
-    save_markov_counts(counts, RUN / "markov_counts_all.npz")
-    _write_probe_provenance()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_markov_counts(counts, path)
+    return counts
 
 
 def _write_probe_provenance() -> None:
@@ -242,10 +262,10 @@ def step_probes() -> None:
         shutil.copyfile(out / "probes.json", RESULTS / f"probes_{_probe_key(mode, rc)}.json")
     # stronger Markov baselines than the shipped ones (orders up to MARKOV_CHECK_ORDER), same targets as the model
     from genomod.checkpoint import load_model
-    from genomod.eval.probes import load_markov_counts, perplexity_probe, read_heldout
+    from genomod.eval.probes import perplexity_probe, read_heldout
 
     res = perplexity_probe(load_model("default"), read_heldout(PROBE_DIR / "heldout.fa.gz"),
-                           markov=load_markov_counts(RUN / "markov_counts_all.npz"), batch_size=32, progress=False)
+                           markov=_markov_counts_all(), batch_size=32, progress=False)
     (RESULTS / "perplexity_markov_all_orders.json").write_text(json.dumps(res, indent=2) + "\n")
 
 
@@ -321,7 +341,7 @@ def _junction_weights() -> list[tuple[str, int, float]]:
 
 def _stage_name(recipe: str) -> str:
     """The stage number a recipe is named after (``pretrain.yaml`` is stage 1, ``pretrain_stageN.yaml`` stage N):
-    stage 3 was trained and not shipped, so the shipped stages are 1, 2 and 4."""
+    stage 3 was trained and not shipped, so the shipped stages are 1, 2, 4 and 5."""
     stem = Path(recipe).stem
     return stem.split("_stage")[1] if "_stage" in stem else "1"
 
