@@ -140,6 +140,6 @@ def test_shipped_default_model_has_a_matching_calibration_table():
 
     table = load_calibration("default")
     check_weights(table, DATA / "models" / "default")
-    for key in (("fast", False), ("fast", True), ("exact", False), ("exact", True)):
+    for key in (("fast", False), ("fast", True), ("exact", False), ("exact", True), ("embed", False), ("embed", True)):
         assert table.has(*key)
     assert table.window == 256
