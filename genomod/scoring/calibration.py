@@ -648,8 +648,9 @@ def build_calibration_table(
     ReferenceGenome, a ``{name: sequence}`` dict, or a list of those. ``modes``: any of ``fast``, ``exact``
     and ``embed``, scored exactly as VariantScorer does (fast: ``site_logprobs`` + ``snv_score`` on the fixed
     tile grid, every sampled site of a tile from one forward; exact and embed: ``build_site`` +
-    ``exact_deltas``, one site and its three ALTs per prefix, both from the same forwards). ``rc=False`` gives the forward-only rows (rc=0); ``rc=True`` adds the
-    strand-averaged rows (rc=1) as well, the forward ones coming for free. ``exclude_bed``: BED path or
+    ``exact_deltas``, one site and its three ALTs per prefix, both from the same forwards). ``rc=False``
+    gives the forward-only rows (rc=0); ``rc=True`` adds the strand-averaged rows (rc=1) as well, the
+    forward ones coming for free. ``exclude_bed``: BED path or
     intervals whose positions are never sampled. ``window`` defaults to the model's default scoring window.
     ``cluster``: sample runs of up to ``cluster`` consecutive positions (see ``sample_sites``); with
     ``cluster = window // 2`` fast mode scores a whole tile per forward (many more sites for the same cost).
@@ -684,15 +685,18 @@ def build_calibration_table(
     with _progress(progress) as task, torch.no_grad():
         sampled = _sample(sources, index, n_sites, seed, task("scanning", total_bases), cluster=cluster)
         n_found = int(sum(len(s.positions) for s in sampled))
-        exact = tuple(m for m in modes if m != "fast")  # exact and embed share their forwards
-        for mode in (("fast",) if "fast" in modes else ()) + (exact[:1]):
-            advance = task(f"scoring {'/'.join(exact) if mode != 'fast' else mode}", n_found)
+        passes = [("fast",)] if "fast" in modes else []
+        exact = tuple(m for m in modes if m != "fast")
+        if exact:  # exact and embed rows come from the same forwards
+            passes.append(exact)
+        for pass_modes in passes:
+            advance = task(f"scoring {'/'.join(pass_modes)}", n_found)
             for group in sampled:
                 src = sources[group.source]
-                if mode == "fast":
+                if pass_modes == ("fast",):
                     _score_fast(model, src, group, window, rc, batch_size, sums, advance)
                 else:
-                    _score_exact(model, src, group, window, rc, batch_size, sums, advance, exact)
+                    _score_exact(model, src, group, window, rc, batch_size, sums, advance, pass_modes)
     label, ckpt, sha = _model_info(model)
     from genomod import __version__
 
@@ -766,12 +770,10 @@ def _score_exact(model, src: _Source, group: SampledSites, window: int, rc: bool
             alts.append(a)
             sites.append(build_site(src.fetch, group.contig, int(group.positions[j]),
                                     [(BASES[ri], BASES[ai]) for ai in a], window, length))
-        embed = "embed" in modes
-        fwd = exact_deltas(model, sites, batch_size, embed=embed)
-        back = rc_deltas(model, sites, batch_size, embed=embed) if rc else None
-        scores = {"exact": (fwd[0], back[0] if rc else None) if embed else (fwd, back)}
-        if embed:
-            scores["embed"] = (fwd[1], back[1] if rc else None)
+        # (forward, reverse or None) per mode: delta LL sums, and delta_embed from the same forwards
+        fwd = exact_deltas(model, sites, batch_size, embed=True)
+        back = rc_deltas(model, sites, batch_size, embed=True) if rc else (None, None)
+        scores = {"exact": (fwd[0], back[0]), "embed": (fwd[1], back[1])}
         for mode in modes:
             f, b = scores[mode]
             for k, j in enumerate(range(lo, hi)):
