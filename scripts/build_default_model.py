@@ -120,7 +120,7 @@ def _mixture_summary() -> dict:
                           shipped["stage_train_rows"][j]))
         if recipe == recipes[0]:
             first = {**shipped, "sources": [{k: t.get(k) for k in keep} for t in shipped["sources"]]}
-    sources = [{k: v for k, v in src.items()} for src in first["sources"]]
+    sources = [dict(src) for src in first["sources"]]
     for src in sources:
         src["stage_weights"] = [w[src["name"]] for w, _, _ in per_stage]
         src["stage_train_rows"] = [r[src["name"]] for _, r, _ in per_stage]
