@@ -277,6 +277,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"preset": "tiny"},
     **{name: section_defaults(cls) for name, cls in SECTIONS.items()},
     "init_from": None,  # genomod checkpoint (folder or shipped name) to start from, e.g. context extension
+    "init_layers": None,  # depth growth: per layer of the model, the init_from layer it copies (null = new layer)
 }
 
 
@@ -291,12 +292,13 @@ class TrainConfig:
     distributed: DistributedArgs = field(default_factory=DistributedArgs)
     output: OutputArgs = field(default_factory=OutputArgs)
     init_from: str | None = None
+    init_layers: list[int | None] | None = None
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> TrainConfig:
         """Fill in defaults, build the sections and validate (ConfigError names the first bad key)."""
         merged = merge_sections(doc, DEFAULTS, free_form=("model",))
-        cfg = cls(model=merged["model"], init_from=merged["init_from"],
+        cfg = cls(model=merged["model"], init_from=merged["init_from"], init_layers=merged["init_layers"],
                   **{name: sec(**merged[name]) for name, sec in SECTIONS.items()})
         cfg.validate()
         return cfg
@@ -307,6 +309,12 @@ class TrainConfig:
             getattr(self, name).validate()
         if self.init_from is not None and not isinstance(self.init_from, str):
             fail("init_from", f"must be a checkpoint folder or shipped model name, got {self.init_from!r}")
+        if self.init_layers is not None:
+            if not self.init_from:
+                fail("init_layers", "needs init_from (the model whose layers it copies)")
+            if not isinstance(self.init_layers, list) or not self.init_layers or any(
+                    v is not None and (isinstance(v, bool) or not isinstance(v, int)) for v in self.init_layers):
+                fail("init_layers", f"must be a list of layer indices or null, got {self.init_layers!r}")
         if not self.init_from:  # with init_from the model needs the checkpoint: check_inputs checks it
             self.check_window(self.model_config())
 
@@ -318,7 +326,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The full config (defaults filled in) as a JSON-serialisable dict (the run's ``config.json``)."""
         return {"model": copy.deepcopy(self.model), **{name: asdict(getattr(self, name)) for name in SECTIONS},
-                "init_from": self.init_from}
+                "init_from": self.init_from, "init_layers": copy.deepcopy(self.init_layers)}
 
     @property
     def out_dir(self) -> Path:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from genomod.model import HybridModel, ModelConfig
+from genomod.model.grow import grow_depth
 from genomod.train.config import TrainArgs
 
 
@@ -82,11 +83,14 @@ class PretrainModule(pl.LightningModule):
     """Next-token pretraining of ``HybridModel``; logs loss, ppl, lr, grad norm, tokens/s per optimizer step."""
 
     def __init__(self, model_config: ModelConfig, args: TrainArgs, total_steps: int,
-                 init_weights: dict[str, torch.Tensor] | None = None) -> None:
+                 init_weights: dict[str, torch.Tensor] | None = None,
+                 init_layers: list[int | None] | None = None) -> None:
         super().__init__()
         self.model_config, self.train_args, self.total_steps = model_config, args, total_steps
         self.model = HybridModel(model_config)
         if init_weights is not None:
+            if init_layers is not None:  # depth growth: copied layers + new layers that start as identities
+                init_weights = grow_depth(self.model.state_dict(), init_weights, init_layers)
             self.model.load_state_dict(init_weights)
         if args.max_log_pole is not None:
             clamp_log_poles(self.model, float(args.max_log_pole))

@@ -46,6 +46,12 @@ def check_inputs(cfg: TrainConfig) -> ModelConfig:
         raise ConfigError(f"checkpoint.resume: {resume}: not a checkpoint folder")
     mcfg = cfg.model_config()
     cfg.check_window(mcfg)
+    if cfg.init_layers is not None:
+        from genomod.checkpoint import read_checkpoint_config, resolve_checkpoint
+        from genomod.model.grow import check_layer_map
+
+        old = read_checkpoint_config(resolve_checkpoint(str(cfg.init_from)))["model"]["layer_types"]
+        check_layer_map(cfg.init_layers, mcfg.layer_types, old)
     return mcfg
 
 
@@ -79,7 +85,7 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
         torch.use_deterministic_algorithms(True)
     pl.seed_everything(t.seed, workers=True, verbose=False)
     ckpt_path = resume_checkpoint(cfg)
-    module = PretrainModule(mcfg, t, total, _init_weights(cfg) if ckpt_path is None else None)
+    module = PretrainModule(mcfg, t, total, _init_weights(cfg) if ckpt_path is None else None, cfg.init_layers)
     dm = ShardDataModule(d.shards, d.window, t.micro_batch_size, t.grad_accum, total, seed=t.seed,
                          rc_augment=d.rc_augment, num_workers=d.num_workers, val_batches=d.val_batches,
                          softmask_weight=d.softmask_weight, junction_weight=d.junction_weight)
