@@ -226,7 +226,8 @@ def test_config_file_and_script_errors(shards: Path, tmp_path: Path, capsys: pyt
     assert json.loads(capsys.readouterr().out)["train"]["lr"] == 3e-3
     for name in ("pretrain_tiny_cpu.yaml", "context_extension.yaml"):  # shipped examples parse (data aside)
         doc = __import__("yaml").safe_load((REPO / "configs" / name).read_text())
-        assert set(doc) <= {"model", "data", "train", "checkpoint", "distributed", "output", "init_from"}
+        assert set(doc) <= {"model", "data", "train", "checkpoint", "distributed", "output", "init_from",
+                            "init_layers"}
 
 
 def test_config_loading_reads_no_file(tmp_path: Path) -> None:
@@ -277,3 +278,24 @@ def test_atomic_dir_replaces_on_success_and_keeps_the_old_folder_on_failure(tmp_
     with atomic_dir(final, fsync=True) as tmp:
         (tmp / "b.txt").write_text("three")
     assert sorted(p.name for p in final.iterdir()) == ["b.txt"]  # replaced whole, not merged
+
+
+def test_depth_growth_from_a_checkpoint(shards: Path, reference_run: Path, tmp_path: Path) -> None:
+    """``init_layers`` grows the init_from model: the built module computes the checkpoint's function at step 0."""
+    from genomod.train.run import build
+
+    src = reference_run / "final"
+    grow = ["init_layers=[0, 1, null, 2, 3, null]", "model.layer_types=[SE, MR, SE, LI, MHA, MHA]"]
+    cfg = load_config(None, _overrides(shards, tmp_path / "g") + [f"init_from={src}"] + grow)
+    run = build(cfg)
+    x = torch.randint(0, 512, (2, 64))
+    old = load_model(str(src)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(run.module.model.eval()(x).logits, old(x).logits)
+    assert len(run.module.model.blocks) == 6
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["init_layers"] == [0, 1, None, 2, 3, None]
+    with pytest.raises(ConfigError, match="init_layers: needs init_from"):
+        load_config(None, _overrides(shards, tmp_path / "n") + grow)
+    bad = load_config(None, _overrides(shards, tmp_path / "b") + [f"init_from={src}", "init_layers=[0, 1, 3, 2]"])
+    with pytest.raises(ConfigError, match=r"init_layers\[2\]: layer 2 is LI but init_from layer 3 is MHA"):
+        check_inputs(bad)
