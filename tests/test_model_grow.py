@@ -7,7 +7,7 @@ import torch
 
 from genomod.errors import ConfigError
 from genomod.model.grow import check_layer_map, grow_depth
-from model_helpers import tiny_test_model
+from tests.model_helpers import tiny_test_model
 
 
 def test_grown_model_computes_the_source_function_and_new_layers_train() -> None:

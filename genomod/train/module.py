@@ -10,8 +10,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from genomod.model import HybridModel, ModelConfig
-from genomod.model.grow import grow_depth
+from genomod.model import HybridModel, ModelConfig, grow_depth
 from genomod.train.config import TrainArgs
 
 
