@@ -50,6 +50,24 @@ def variant_distances(model: torch.nn.Module, rows: list[np.ndarray], at: int) -
     return res
 
 
+def variant_scores(model: torch.nn.Module, variants: list, seqs: list[str], window: int) -> dict[str, np.ndarray]:
+    """Every variant's score under each variant of delta_embed (minus the distance, both strands averaged);
+    ``block{last}`` is the shipped delta_embed."""
+    scores: dict[str, np.ndarray] = {}
+    by_site: dict[tuple[int, int], list[int]] = {}
+    for i, v in enumerate(variants):
+        by_site.setdefault((v.record, v.pos), []).append(i)
+    for (rec, pos), idx in by_site.items():
+        site = build_site(lambda c, s, e: seqs[int(c)][s:e], str(rec), pos,
+                          [(variants[i].ref, variants[i].alt) for i in idx], window, len(seqs[rec]))
+        rows = [site.ref_tokens, *site.alt_tokens]
+        fwd = variant_distances(model, rows, window // 2)
+        rev = variant_distances(model, [reverse_complement(r) for r in rows], window - 1 - window // 2)
+        for name in fwd:
+            scores.setdefault(name, np.zeros(len(variants)))[idx] = -(fwd[name] + rev[name]) / 2
+    return scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
@@ -65,18 +83,7 @@ def main() -> None:
 
     def score_fn(key: str):
         def fn(variants, seqs):
-            scores: dict[str, np.ndarray] = {}
-            by_site: dict[tuple[int, int], list[int]] = {}
-            for i, v in enumerate(variants):
-                by_site.setdefault((v.record, v.pos), []).append(i)
-            for (rec, pos), idx in by_site.items():
-                site = build_site(lambda c, s, e: seqs[int(c)][s:e], str(rec), pos,
-                                  [(variants[i].ref, variants[i].alt) for i in idx], window, len(seqs[rec]))
-                rows = [site.ref_tokens, *site.alt_tokens]
-                fwd = variant_distances(model, rows, window // 2)
-                rev = variant_distances(model, [reverse_complement(r) for r in rows], window - 1 - window // 2)
-                for name in fwd:
-                    scores.setdefault(name, np.zeros(len(variants)))[idx] = -(fwd[name] + rev[name]) / 2
+            scores = variant_scores(model, variants, seqs, window)
             store[key] = (np.array([v.label for v in variants]), np.array([v.record for v in variants]), scores)
             return scores[f"block{len(model.blocks) - 1}"]
         return fn

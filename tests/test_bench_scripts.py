@@ -99,3 +99,21 @@ def test_memory_plan_measure_tiny(tmp_path):
     assert sum(v["full_depth_count"] for v in m["per_kind"].values()) == m["full_depth_layers"] == 8
     assert all(v["per_layer_s"] >= 0 for v in m["per_kind"].values())
     assert m["full_depth_forward_s_estimate"] >= m["head_s"] and m["full_depth_tokens_per_s_estimate"] > 0
+
+
+# ---- explore_embed_variants -------------------------------------------------------------------------------
+def test_explore_embed_variants_last_block_is_delta_embed():
+    """The script's last-block score equals the library's delta_embed (exact mode's forwards, both strands)."""
+    import numpy as np
+
+    from genomod.eval.probes import ProbeVariant, score_variants
+
+    rng = np.random.default_rng(3)
+    seqs = ["".join(rng.choice(list("ACGT"), 150)) for _ in range(2)]
+    variants = [ProbeVariant(r, p, seqs[r][p], a, 0, "g") for r, p in ((0, 10), (0, 75), (1, 140), (1, 75))
+                for a in "ACGT" if a != seqs[r][p]]
+    model = tiny_test_model(0)
+    got = _script("explore_embed_variants").variant_scores(model, variants, seqs, 64)
+    want = score_variants(model, variants, seqs, mode="embed", rc=True, window=64, progress=False)
+    np.testing.assert_allclose(got[f"block{len(model.blocks) - 1}"], want, rtol=1e-4, atol=1e-4)
+    assert set(got) >= {"block0", "span1", "span128", "max", "cos"} and all(v.shape == (12,) for v in got.values())
