@@ -40,8 +40,8 @@ def variant_distances(model: torch.nn.Module, rows: list[np.ndarray], at: int) -
     res = {}
     for k, name in enumerate(names):
         h = out.hidden[name][:, at:].float()
-        res[f"block{k}"] = (h[1:] - h[:1]).norm(dim=-1).mean(-1).numpy()
-    dist = (h[1:] - h[:1]).norm(dim=-1)  # last block
+        dist = (h[1:] - h[:1]).norm(dim=-1)  # (alts, positions); after the loop: the last block's
+        res[f"block{k}"] = dist.mean(-1).numpy()
     for k in SPANS:
         res[f"span{k}"] = dist[:, :k].mean(-1).numpy()
     res["max"] = dist.max(-1).values.numpy()
