@@ -250,6 +250,41 @@ def test_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
         load_config(tmp_path / "c.yaml", ["train.lr=fast"])
 
 
+def test_config_base_merges_sections(tmp_path: Path) -> None:
+    """``base:`` reads another config first and merges this one over it section by section; cycles and a missing
+    base are errors naming the file."""
+    (tmp_path / "a.yaml").write_text(f"data:\n  shards: [{tmp_path}]\n  window: 64\ntrain:\n  lr: 3.0e-4\n"
+                                     "  max_steps: 10\n  seed: 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\ntrain:\n  seed: 2\n  betas: [0.8, 0.9]\n")
+    cfg = load_config(tmp_path / "sub" / "b.yaml", ["train.max_steps=5"])
+    assert (cfg.data.window, cfg.train.lr, cfg.train.seed, cfg.train.max_steps) == (64, 3e-4, 2, 5)
+    assert list(cfg.train.betas) == [0.8, 0.9]
+    assert "base" not in cfg.to_dict()
+    (tmp_path / "c.yaml").write_text("base: d.yaml\n")
+    (tmp_path / "d.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml includes itself"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "e.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"e\.yaml: base: .*nowhere\.yaml: config file not found"):
+        load_config(tmp_path / "e.yaml")
+    (tmp_path / "f.yaml").write_text("base: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="base: expected the path"):
+        load_config(tmp_path / "f.yaml")
+
+
+def test_default_model_recipes_load() -> None:
+    """Every pretraining stage recipe of the shipped model (most derive from another through ``base:``) validates,
+    and a derived stage keeps what it does not set from its base."""
+    recipes = sorted((REPO / "recipes" / "default_model").glob("pretrain*.yaml"))
+    cfgs = {p.stem: load_config(p) for p in recipes}
+    assert len(cfgs) >= 10
+    s5, s8 = cfgs["pretrain_stage5"], cfgs["pretrain_stage8"]
+    assert (s8.data.junction_weight, s5.data.junction_weight) == (25.0, 10.0)
+    assert (s8.data.shards, s8.train.lr, s8.data.window) == (s5.data.shards, s5.train.lr, s5.data.window)
+    assert s8.train.seed != s5.train.seed
+
+
 def test_final_validation_logged_once(shards: Path, tmp_path: Path) -> None:
     """A last step between validations is validated after fit: one val row for it in the log and the summary."""
     out = tmp_path / "v"

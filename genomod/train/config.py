@@ -393,8 +393,22 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return doc
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (ConfigError on a missing or malformed file)."""
+def deep_merge(base: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` over ``base``: sections (mappings) merge key by key, any other value replaces the base's."""
+    out = copy.deepcopy(dict(base))
+    for key, value in doc.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (ConfigError on a missing or malformed file).
+
+    A top-level ``base: other.yaml`` (relative to this file) reads that config first and merges this one over it
+    (``deep_merge``), so a later training stage states only what it changes."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -415,7 +429,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{p}: expected a mapping at top level")
-    return doc
+    if "base" not in doc:
+        return doc
+    base = doc.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{p}: base: expected the path of another config file")
+    base_path, seen = p.parent / base, (*_seen, p.resolve())
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{p}: base: {base} includes itself")
+    try:
+        parent = read_config_file(base_path, seen)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: base: {exc}") from None
+    return deep_merge(parent, doc)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
