@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from genomod.checkpoint import load_model
+from genomod.checkpoint import load_model, save_model
 from genomod.errors import ConfigError
+from genomod.model import HybridModel, ModelConfig
 from genomod.tokenizer import encode
 from genomod.train import check_inputs, load_config, run_pretraining
 from genomod.train.checkpointing import STATE_JSON, STATE_TENSORS, find_resume_checkpoint, list_checkpoints
+from genomod.train.soup import average_checkpoints, validation_loss
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FASTA = REPO.parent / "shared" / "data" / "pretrain" / "hg38_chr2_1-2333275.fa.gz"
@@ -283,6 +285,59 @@ def test_default_model_recipes_load() -> None:
     assert (s8.data.junction_weight, s5.data.junction_weight) == (25.0, 10.0)
     assert (s8.data.shards, s8.train.lr, s8.data.window) == (s5.data.shards, s5.train.lr, s5.data.window)
     assert s8.train.seed != s5.train.seed
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_validation_loss_of_a_checkpoint_matches_the_run(shards: Path, tmp_path: Path, precision: str) -> None:
+    """``validation_loss`` on a run's final checkpoint gives the val_loss the run logged at its last step."""
+    out = tmp_path / "r"
+    cfg = load_config(None, _overrides(shards, out, **{"train.max_steps": 4, "train.val_interval": 4,
+                                                       "train.precision": precision}))
+    summary = run_pretraining(cfg)
+    logged = summary["val_curve"][-1]["val_loss"]
+    assert validation_loss(load_model(out / "final", dtype="float32"), cfg) == pytest.approx(logged, abs=1e-5)
+
+
+def test_average_checkpoints(tmp_path: Path) -> None:
+    """The soup is the weighted mean of every tensor; bad weights and different shapes are refused."""
+    cfg = ModelConfig.preset("tiny", hidden_size=32, layer_types=["SE", "MR", "LI", "MHA"], inner_mlp_size=64,
+                             li_filter_groups=32, mr_filter_length=16, max_seqlen=64)
+    models = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        models.append(HybridModel(cfg))
+        save_model(models[-1], tmp_path / f"m{seed}")
+    paths = [tmp_path / f"m{i}" for i in range(3)]
+    soup = average_checkpoints(paths, [0.5, 0.25, 0.25])
+    states = [m.state_dict() for m in models]
+    for name, t in soup.state_dict().items():
+        want = 0.5 * states[0][name] + 0.25 * states[1][name] + 0.25 * states[2][name]
+        torch.testing.assert_close(t, want, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(average_checkpoints(paths[:2]).state_dict()["embedding_layer.weight"],
+                               (states[0]["embedding_layer.weight"] + states[1]["embedding_layer.weight"]) / 2)
+    for bad in ([0.5, 0.5, 0.5], [1.5, -0.5, 0.0], [1.0]):
+        with pytest.raises(ConfigError, match="weights must be 3 non-negative numbers"):
+            average_checkpoints(paths, bad)
+    with pytest.raises(ConfigError, match="at least two"):
+        average_checkpoints(paths[:1])
+    wide = ModelConfig.preset("tiny", hidden_size=48, layer_types=["SE", "MR", "LI", "MHA"], inner_mlp_size=64,
+                              li_filter_groups=48, mr_filter_length=16, max_seqlen=64)
+    save_model(HybridModel(wide), tmp_path / "wide")
+    with pytest.raises(ConfigError, match="differs from .* in hidden_size"):
+        average_checkpoints([paths[0], tmp_path / "wide"])
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import soup as soup_script
+    finally:
+        sys.path.pop(0)
+    assert soup_script.main([str(paths[0]), str(paths[1]), "--out", str(tmp_path / "s")]) == 0
+    written = json.loads((tmp_path / "s" / "config.json").read_text())["training"]["soup"]
+    assert written == {"members": [str(paths[0]), str(paths[1])], "weights": [0.5, 0.5]}
+    torch.testing.assert_close(load_model(tmp_path / "s").state_dict()["embedding_layer.weight"],
+                               average_checkpoints(
+                                   paths[:2]).state_dict()["embedding_layer.weight"])
+    assert soup_script.main([str(paths[0]), str(tmp_path / "wide"), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 def test_final_validation_logged_once(shards: Path, tmp_path: Path) -> None:

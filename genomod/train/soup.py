@@ -19,6 +19,7 @@ from genomod.model import HybridModel
 from genomod.train.config import TrainConfig
 from genomod.train.data import ShardDataModule
 from genomod.train.module import next_token_loss
+from genomod.train.trainer import precision_name
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> HybridModel:
@@ -50,13 +51,14 @@ def average_checkpoints(paths: Sequence[str | os.PathLike], weights: Sequence[fl
 @torch.no_grad()
 def validation_loss(model: HybridModel, cfg: TrainConfig) -> float:
     """Mean loss over the run's validation windows (``cfg.data``: shards, window, val_batches, soft-mask weight;
-    junction flanks weigh 1), under bf16 autocast when the run trained so: the number a run logs as val_loss."""
+    junction flanks weigh 1), under the autocast the run trained with: the number a run logs as val_loss."""
     data = cfg.data
     dm = ShardDataModule(data.shards, data.window, cfg.train.micro_batch_size, 1, 1, seed=cfg.train.seed,
                          rc_augment=data.rc_augment, val_batches=data.val_batches,
                          softmask_weight=data.softmask_weight)
     device = next(model.parameters()).device
-    bf16 = cfg.train.precision in ("bf16-mixed", "bf16-true")
+    precision = precision_name(cfg.train.precision, device.type == "cuda")
+    autocast = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     was_training = model.training
     model.eval()
     losses = []
@@ -65,7 +67,7 @@ def validation_loss(model: HybridModel, cfg: TrainConfig) -> float:
             tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
             tokens = tokens.to(device)
             weights = weights.to(device) if weights is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
                 losses.append(next_token_loss(model(tokens).logits, tokens, weights).float())
     finally:
         model.train(was_training)
