@@ -334,8 +334,7 @@ def test_average_checkpoints(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "s" / "config.json").read_text())["training"]["soup"]
     assert written == {"members": [str(paths[0]), str(paths[1])], "weights": [0.5, 0.5]}
     torch.testing.assert_close(load_model(tmp_path / "s").state_dict()["embedding_layer.weight"],
-                               average_checkpoints(
-                                   paths[:2]).state_dict()["embedding_layer.weight"])
+                               average_checkpoints(paths[:2]).state_dict()["embedding_layer.weight"])
     assert soup_script.main([str(paths[0]), str(tmp_path / "wide"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
 
