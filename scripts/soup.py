@@ -17,8 +17,7 @@ from pathlib import Path
 
 from genomod.checkpoint import save_model
 from genomod.errors import GenomodError
-from genomod.train import load_config
-from genomod.train.soup import average_checkpoints, validation_loss
+from genomod.train import average_checkpoints, load_config, validation_loss
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,8 @@ from genomod.checkpoint import load_model, save_model
 from genomod.errors import ConfigError
 from genomod.model import HybridModel, ModelConfig
 from genomod.tokenizer import encode
-from genomod.train import check_inputs, load_config, run_pretraining
+from genomod.train import average_checkpoints, check_inputs, load_config, run_pretraining, validation_loss
 from genomod.train.checkpointing import STATE_JSON, STATE_TENSORS, find_resume_checkpoint, list_checkpoints
-from genomod.train.soup import average_checkpoints, validation_loss
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FASTA = REPO.parent / "shared" / "data" / "pretrain" / "hg38_chr2_1-2333275.fa.gz"

@@ -3,7 +3,8 @@
 Where things are: ``config`` (the typed config and the shared config helpers), ``data`` (HDF5 shards, sampling),
 ``module`` (the LightningModule: loss, optimizer, schedule), ``callbacks`` (step checkpoints, step log, RNG
 state), ``checkpointing`` (pickle-free checkpoint folders), ``trainer`` (the Lightning Trainer, also used by
-fine-tuning) and ``run`` (build / fit / finalize of a run).
+fine-tuning), ``run`` (build / fit / finalize of a run) and ``soup`` (weight averaging of runs, a checkpoint's
+validation loss; scripts/soup.py).
 
 Outputs in ``output.dir``: ``checkpoints/step_*/`` (safetensors + JSON, resumable), ``train_log.jsonl`` (one row
 per step and per validation), ``logs/`` (Lightning CSV, TensorBoard when installed), ``config.json`` (the
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from genomod.train.config import TrainConfig, load_config
 from genomod.train.run import build, check_inputs, finalize, fit, run_pretraining
+from genomod.train.soup import average_checkpoints, validation_loss
 from genomod.train.trainer import make_trainer, precision_name, progress_callbacks
 
-__all__ = ["TrainConfig", "build", "check_inputs", "finalize", "fit", "load_config", "make_trainer",
-           "precision_name", "progress_callbacks", "run_pretraining"]
+__all__ = ["TrainConfig", "average_checkpoints", "build", "check_inputs", "finalize", "fit", "load_config",
+           "make_trainer", "precision_name", "progress_callbacks", "run_pretraining", "validation_loss"]
