@@ -6,13 +6,16 @@
 Steps:
   mixture  data_prep.make_mixture over recipes/default_model/mixture.yaml, its stage-2 re-weighting
            mixture_stage2.yaml, mixture_stage4.yaml (stage 2 + splice-junction flanks marked) and
-           mixture_stage5.yaml (stage 4 with the splice-annotated sources 2x) (../shared/data;
+           mixture_stage5.yaml (stage 4 with the splice-annotated sources 2x; stage 8 reads it too) and
+           mixture_stage10.yaml (stage 5 with the coding sources 2x) (../shared/data;
            BRCA1 name + 31-mer exclusion; probe and validation records held out by record before any window is
            cut, identical in all)
   train    scripts/pretrain.py -c recipes/default_model/pretrain.yaml, then pretrain_stage2.yaml (continued
            from the stage-1 model on the coding/splice-weighted mixture), then pretrain_stage4.yaml (continued
            from stage 2 with junction flanks weighted 5x), then pretrain_stage5.yaml (from stage 4, junction flanks
-           10x, fresh data seed); each resumes if interrupted
+           10x, fresh data seed), then pretrain_stage8.yaml (from stage 5, junction flanks 25x, fresh data seed),
+           then pretrain_stage10.yaml (from stage 8, junction flanks 25x, coding sources 2x, fresh data seed);
+           each resumes if interrupted
   export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean fast score, delta LL and delta_embed per 5-mer context and ALT on human
@@ -48,7 +51,13 @@ STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
            ROOT / "work_local" / "runs" / "default_stage4"),
           # stage 5 (twice the junctions, weighted 10x, fresh windows) passed its pre-registered rule too
           ("mixture_stage5.yaml", ROOT / "work_local" / "mixture_stage5", "pretrain_stage5.yaml",
-           ROOT / "work_local" / "runs" / "default_stage5")]
+           ROOT / "work_local" / "runs" / "default_stage5"),
+          # stage 8 (junction flanks 25x) failed its own rule (nonsense 0.946) but is where stage 10 starts
+          ("mixture_stage5.yaml", ROOT / "work_local" / "mixture_stage5", "pretrain_stage8.yaml",
+           ROOT / "work_local" / "runs" / "default_stage8"),
+          # stage 10 (stage 8 continued with the coding sources 2x) passed its pre-registered rule
+          ("mixture_stage10.yaml", ROOT / "work_local" / "mixture_stage10", "pretrain_stage10.yaml",
+           ROOT / "work_local" / "runs" / "default_stage10")]
 # stage 3 (mixture_stage3.yaml / pretrain_stage3.yaml, coding sequence in genomic form) was trained and NOT shipped:
 # it failed its pre-registered probe rule (recipes/default_model/README.md). To rebuild it after the stages above:
 #   python -m data_prep.make_mixture --recipe recipes/default_model/mixture_stage3.yaml --data-root ../shared/data \
@@ -76,7 +85,11 @@ def run(cmd: list[str]) -> None:
 
 
 def step_mixture(shared: Path) -> None:
+    built: set[Path] = set()
     for recipe, shards, _, _ in STAGES:
+        if shards in built:  # a later stage on the same mixture
+            continue
+        built.add(shards)
         run([sys.executable, "-m", "data_prep.make_mixture", "--recipe", str(RECIPE / recipe),
              "--data-root", str(shared / "data"), "--out", str(shards), "--overwrite"])
 
@@ -341,7 +354,7 @@ def _junction_weights() -> list[tuple[str, int, float]]:
 
 def _stage_name(recipe: str) -> str:
     """The stage number a recipe is named after (``pretrain.yaml`` is stage 1, ``pretrain_stageN.yaml`` stage N):
-    stage 3 was trained and not shipped, so the shipped stages are 1, 2, 4 and 5."""
+    stages 3, 6, 7 and 9 (and soup 1) were trained and not shipped; the shipped chain is 1, 2, 4, 5, 8, 10."""
     stem = Path(recipe).stem
     return stem.split("_stage")[1] if "_stage" in stem else "1"
 
