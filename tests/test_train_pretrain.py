@@ -270,7 +270,7 @@ def test_config_base_merges_sections(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"e\.yaml: base: .*nowhere\.yaml: config file not found"):
         load_config(tmp_path / "e.yaml")
     (tmp_path / "f.yaml").write_text("base: [a.yaml]\n")
-    with pytest.raises(ConfigError, match="base: expected the path"):
+    with pytest.raises(ConfigError, match="base: expected the path of another pretraining config"):
         load_config(tmp_path / "f.yaml")
 
 

@@ -404,11 +404,8 @@ def deep_merge(base: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (ConfigError on a missing or malformed file).
-
-    A top-level ``base: other.yaml`` (relative to this file) reads that config first and merges this one over it
-    (``deep_merge``), so a later training stage states only what it changes."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (ConfigError on a missing or malformed file)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -429,16 +426,25 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{p}: expected a mapping at top level")
+    return doc
+
+
+def read_pretrain_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A pretraining config file; a top-level ``base: other.yaml`` (relative to this file, as in mixture recipes)
+    is read first and this file merged over it (``deep_merge``), so a later stage states only what it changes.
+    (Fine-tuning configs use ``base`` for the model to fine-tune.)"""
+    p = Path(path)
+    doc = read_config_file(p)
     if "base" not in doc:
         return doc
     base = doc.pop("base")
     if not isinstance(base, str) or not base:
-        raise ConfigError(f"{p}: base: expected the path of another config file")
+        raise ConfigError(f"{p}: base: expected the path of another pretraining config")
     base_path, seen = p.parent / base, (*_seen, p.resolve())
     if base_path.resolve() in seen:
         raise ConfigError(f"{p}: base: {base} includes itself")
     try:
-        parent = read_config_file(base_path, seen)
+        parent = read_pretrain_config(base_path, seen)
     except ConfigError as exc:
         raise ConfigError(f"{p}: base: {exc}") from None
     return deep_merge(parent, doc)
@@ -446,7 +452,7 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read ``path`` (YAML/JSON; None = defaults only), apply overrides, validate and return the config."""
-    doc = read_config_file(path) if path is not None else {}
+    doc = read_pretrain_config(path) if path is not None else {}
     try:
         return TrainConfig.from_dict(apply_overrides(doc, list(overrides or [])))
     except ConfigError as exc:
