@@ -14,6 +14,11 @@ from genomod.model import HybridModel, ModelConfig, grow_depth
 from genomod.train.config import TrainArgs
 
 
+def split_batch(batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(tokens, per-base loss weights or None) of a shard batch: shards with a loss-weight track yield pairs."""
+    return batch if isinstance(batch, (tuple, list)) else (batch, None)
+
+
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy (nats per nucleotide) of logits[:, :-1] against tokens[:, 1:].
 
@@ -107,7 +112,7 @@ class PretrainModule(pl.LightningModule):
 
     def training_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One micro-batch: next-token cross-entropy (weighted per base when the shards carry loss weights)."""
-        tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        tokens, weights = split_batch(batch)
         loss = next_token_loss(self(tokens), tokens, weights)
         self._acc_loss.append(loss.detach())
         self._tokens_since += tokens.numel()
@@ -142,7 +147,7 @@ class PretrainModule(pl.LightningModule):
 
     def validation_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Validation micro-batch loss (weighted like training)."""
-        tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        tokens, weights = split_batch(batch)
         self._val_losses.append(next_token_loss(self(tokens), tokens, weights).detach())
 
     def on_validation_epoch_end(self) -> None:

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import torch
 
-from genomod.checkpoint import load_model, read_checkpoint_config, resolve_checkpoint
+from genomod.checkpoint import load_model
 from genomod.errors import ConfigError
 from genomod.model import HybridModel
 from genomod.train.config import TrainConfig
 from genomod.train.data import ShardDataModule
-from genomod.train.module import next_token_loss
+from genomod.train.module import next_token_loss, split_batch
 from genomod.train.trainer import precision_name
 
 
@@ -33,16 +33,16 @@ def average_checkpoints(paths: Sequence[str | os.PathLike], weights: Sequence[fl
     if len(w) != len(paths) or any(not math.isfinite(x) or x < 0 for x in w) or not math.isclose(sum(w), 1.0):
         raise ConfigError(f"average_checkpoints: weights must be {len(paths)} non-negative numbers summing to 1, "
                           f"got {list(weights or [])}")
-    configs = [read_checkpoint_config(resolve_checkpoint(p))["model"] for p in paths]
-    shape = {k: v for k, v in configs[0].items() if k not in ("name", "dtype")}
-    for p, c in zip(paths[1:], configs[1:], strict=True):
-        diff = sorted(k for k in shape if c.get(k) != shape[k])
-        if diff:
-            raise ConfigError(f"average_checkpoints: {p} differs from {paths[0]} in {', '.join(diff)}")
     out = load_model(paths[0], dtype="float32")
+    shape = {k: v for k, v in out.config.to_dict().items() if k not in ("name", "dtype")}
     acc = {k: v.detach().double() * w[0] for k, v in out.state_dict().items()}
     for p, wi in zip(paths[1:], w[1:], strict=True):
-        for k, v in load_model(p, dtype="float32").state_dict().items():
+        member = load_model(p, dtype="float32")
+        other = member.config.to_dict()
+        diff = sorted(k for k in shape if other.get(k) != shape[k])
+        if diff:
+            raise ConfigError(f"average_checkpoints: {p} differs from {paths[0]} in {', '.join(diff)}")
+        for k, v in member.state_dict().items():
             acc[k] += v.detach().double() * wi
     out.load_state_dict({k: v.float() for k, v in acc.items()})
     return out
@@ -64,7 +64,7 @@ def validation_loss(model: HybridModel, cfg: TrainConfig) -> float:
     losses = []
     try:
         for batch in dm.val_dataloader():
-            tokens, weights = batch if isinstance(batch, (tuple, list)) else (batch, None)
+            tokens, weights = split_batch(batch)
             tokens = tokens.to(device)
             weights = weights.to(device) if weights is not None else None
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
