@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from genomod.scoring import VariantScorer
-from genomod.scoring.exact import build_site, exact_deltas, naive_deltas, rc_deltas, window_ll
-from tests.model_helpers import tiny_test_model
+from genomod.scoring.exact import build_site, exact_deltas, local_split, naive_deltas, rc_deltas, window_ll
+from tests.model_helpers import tiny_test_config, tiny_test_model
 
 TOL = 1e-4  # abs tolerance on delta_ll_sum (float32 model, sums over <= 128 positions)
 W = 128
@@ -82,6 +82,22 @@ def test_exact_equals_naive_snv_indel_edges(model, genome):
         window_ll(model, np.stack(s.alt_tokens), rc=True) - window_ll(model, s.ref_tokens[None], rc=True)[0]
     )
     assert np.allclose(rc[0], manual, atol=TOL)
+
+
+def test_local_split_snv_sites(model, genome):
+    cfg = tiny_test_config()  # SE (7 taps), MR (16 taps), LI, MHA after a 3-tap featurizer
+    assert cfg.block_reach() == [8, 17, None, None]
+    assert local_split(cfg, 64) == (2, 26)  # the window-128 suffix: SE and MR over 26 positions
+    assert local_split(cfg, 20) == (1, 9)  # MR's reach would cover the whole suffix
+    assert local_split(cfg, 5) == (0, 1)
+    seq = genome["chr1"]
+    fetch = lambda c, s, e: seq[s:e]  # noqa: E731
+    sites = [build_site(fetch, "chr1", p, [(seq[p], b) for b in "ACGT" if b != seq[p]][: 1 + p % 3], W, len(seq))
+             for p in (1, 60, 130, 200, 333, 470, 498)]
+    naive = naive_deltas(model, sites, batch_size=4)
+    for batch_size, suffix_batch in ((3, None), (3, 1), (4, 5), (7, 100)):
+        exact = exact_deltas(model, sites, batch_size=batch_size, suffix_batch=suffix_batch)
+        assert max(float(np.abs(e - n).max()) for e, n in zip(exact, naive)) < TOL, (batch_size, suffix_batch)
 
 
 def test_alt_window_layout(genome):

@@ -52,6 +52,15 @@ def test_scoring_flops_per_variant():
     suffix = forward_flops(cfg, 32, context=32)
     prefix = forward_flops(cfg, 32, use_cache=True)
     assert ex["minimal"].total == pytest.approx(suffix.total)
-    assert ex["executed"].total == pytest.approx((prefix.total + 4 * suffix.total) / 3)
+    # each ALT: SE over the first 9 suffix positions (local_split: MR's reach would leave 6 of 32 unsaved),
+    # MR, LI, MHA and the head over all 32
+    alt = forward_flops(cfg, 9, context=32, layers=range(1), head=False) + forward_flops(
+        cfg, 32, context=32, layers=range(1, 4))
+    assert ex["executed"].total == pytest.approx((prefix.total + suffix.total + 3 * alt.total) / 3)
+    assert alt.total < suffix.total
+    # counting by parts adds up to the whole forward
+    parts = forward_flops(cfg, 32, context=32, layers=range(2), head=False) + forward_flops(
+        cfg, 32, context=32, layers=range(2, 4))
+    assert parts.total == pytest.approx(suffix.total) and parts.matmul == suffix.matmul
     assert fast_flops(cfg, w, batch=1).total == pytest.approx(forward_flops(cfg, 64).total / 96)
     assert fast_flops(cfg, w, rc=True, batch=1).total == pytest.approx(2 * forward_flops(cfg, 64).total / 96)

@@ -83,6 +83,16 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    def block_reach(self) -> list[int | None]:
+        """Per layer, how many earlier positions an output position depends on (None: all of them).
+
+        Hyena-SE/MR: the featurizer's short filter plus the explicit inner filter; Hyena-LI and attention see
+        the whole sequence. Exact scoring uses it to recompute only what an SNV changes in the first layers.
+        """
+        short = self.short_filter_length - 1
+        taps = {"SE": self.se_filter_length, "MR": self.mr_filter_length}
+        return [short + taps[k] - 1 if k in taps else None for k in self.layer_types]
+
     def layer_indices(self, kind: str) -> list[int]:
         """Indices of the layers of one kind (as Evo 2's ``hcs/hcm/hcl/attn_layer_idxs``)."""
         return [i for i, k in enumerate(self.layer_types) if k == kind]

@@ -155,15 +155,26 @@ class HybridModel(nn.Module):
         """Run the model on ``tokens`` (B, L) continuing from ``cache`` (if any)."""
         offset = cache.offset if cache is not None else 0
         states = cache.layers if cache is not None else [{} for _ in self.blocks]
-        new_states = []
         with self._capture(return_hidden) as hidden:
-            x = self.embedding_layer(tokens)
-            for block, st in zip(self.blocks, states):
-                x, new = block(x, st, use_cache, offset)
-                new_states.append(new)
-            logits = self._logits(self.norm(x))
+            x, new_states = self.run_blocks(self.embedding_layer(tokens), states, offset, use_cache=use_cache)
+            logits = self.head(x)
         out_cache = InferenceCache(new_states, offset + tokens.shape[1]) if use_cache else None
         return ModelOutput(logits=logits, hidden=dict(hidden), cache=out_cache)
+
+    def run_blocks(self, x: torch.Tensor, states: list[dict[str, torch.Tensor]], offset: int = 0, start: int = 0,
+                   use_cache: bool = False) -> tuple[torch.Tensor, list[dict[str, torch.Tensor] | None]]:
+        """Blocks ``start, start + 1, ...`` (one per entry of ``states``, their cached state) on hidden states
+        ``x`` (B, L, D) at position ``offset``: ``forward`` is ``head(run_blocks(embedding(tokens)))``, and exact
+        scoring runs the first blocks and the rest on different positions."""
+        new_states = []
+        for block, st in zip(self.blocks[start:], states):
+            x, new = block(x, st, use_cache, offset)
+            new_states.append(new)
+        return x, new_states
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and (tied) unembedding of the last block's output: float32 logits."""
+        return self._logits(self.norm(x))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

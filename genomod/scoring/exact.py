@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from genomod.io.windows import FetchFn, Window
+from genomod.model.config import ModelConfig
 from genomod.model.hybrid import HybridModel, InferenceCache
 from genomod.tokenizer import encode, reverse_complement
 
@@ -100,6 +101,77 @@ def _suffix_ll(logits: torch.Tensor, first_logp: torch.Tensor, tokens: torch.Ten
     return first.double() + rest.double().sum(-1)
 
 
+def local_split(config: ModelConfig, suffix: int) -> tuple[int, int]:
+    """``(k, span)``: an SNV's ALT suffix needs the first ``k`` blocks over its first ``span`` positions only.
+
+    An SNV changes the suffix's first token; each leading block of finite reach (``ModelConfig.block_reach``:
+    Hyena-SE/MR) spreads the change over ``reach`` more positions, so after ``k`` such blocks the ALT row's
+    hidden states equal the REF row's from ``span = 1 + sum of reaches`` on, and only blocks ``k, ...`` need the
+    whole suffix. ``k`` maximises the positions saved, ``k x (suffix - span)`` (``(0, 1)``: none saved).
+    """
+    best, k, span = (0, 1), 0, 1
+    for reach in config.block_reach():
+        if reach is None:
+            break
+        k, span = k + 1, span + reach
+        if span < suffix and k * (suffix - span) > best[0] * (suffix - best[1]):
+            best = (k, span)
+    return best
+
+
+def _states(cache: InferenceCache, rows: np.ndarray, lo: int, hi: int | None, group: int) -> list[dict]:
+    """The cached states of blocks ``lo:hi`` for prefix rows ``rows`` (no copy when they are the whole group)."""
+    layers = cache.layers[lo:hi]
+    if len(rows) == group and (rows == np.arange(group)).all():
+        return layers
+    return InferenceCache(layers, cache.offset).select(rows.tolist()).layers
+
+
+def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch.Tensor, toks_all: torch.Tensor,
+                     site_idx: np.ndarray, g: int, rows_per: int, k: int, span: int,
+                     embed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """LL sums of a group's suffix rows (REF rows of its ``g`` sites first, then ALT rows; ``site_idx``: each
+    row's site) and, with ``embed``, each ALT row's summed hidden-state distance to its REF row; ``rows_per``
+    rows per forward. ALT rows run blocks ``:k`` over their first ``span`` positions only (``local_split``)."""
+    length = toks_all.shape[1]
+    sums = np.empty(len(site_idx), dtype=np.float64)
+    dist = np.zeros(len(site_idx), dtype=np.float64)
+    ref_x: torch.Tensor | None = None  # (g, suffix, C): REF rows' input to block k (they come first)
+    ref_h: torch.Tensor | None = None  # (g, suffix, C): REF rows' last-block output, for delta_embed
+    for r0 in range(0, len(site_idx), rows_per):
+        idx = site_idx[r0 : r0 + rows_per]
+        n_ref = max(0, min(len(idx), g - r0))  # REF rows in this forward
+        toks = toks_all[r0 : r0 + len(idx)]
+        parts = []
+        if n_ref:
+            x, _ = model.run_blocks(model.embedding_layer(toks[:n_ref]), _states(cache, idx[:n_ref], 0, k, g),
+                                    cache.offset)
+            if span < length:
+                ref_x = x.new_empty(g, *x.shape[1:]) if ref_x is None else ref_x
+                ref_x[r0 : r0 + n_ref] = x
+            parts.append(x)
+        if n_ref < len(idx):
+            alt_idx = idx[n_ref:]
+            x, _ = model.run_blocks(model.embedding_layer(toks[n_ref:, :span]), _states(cache, alt_idx, 0, k, g),
+                                    cache.offset)
+            if span < length:  # past `span` the input to block k is the REF row's
+                x = torch.cat([x, ref_x[torch.as_tensor(alt_idx, device=x.device), span:]], dim=1)
+            parts.append(x)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
+        h, _ = model.run_blocks(x, _states(cache, idx, k, None, g), cache.offset, start=k)
+        del x, parts
+        sums[r0 : r0 + len(idx)] = _suffix_ll(model.head(h), last_logp[idx], toks).cpu().numpy()
+        if embed:  # delta_embed compares the last block's outputs (embed_layer)
+            if n_ref:
+                ref_h = h.new_empty(g, *h.shape[1:]) if ref_h is None else ref_h
+                ref_h[r0 : r0 + n_ref] = h[:n_ref]
+            if n_ref < len(idx):
+                alt_sites = torch.as_tensor(idx[n_ref:], device=h.device)
+                dist[r0 + n_ref : r0 + len(idx)] = _distance_sum(h[n_ref:], ref_h[alt_sites]).cpu().numpy()
+        del h
+    return sums, dist
+
+
 SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suffix_batch is not given
 
 
@@ -115,6 +187,8 @@ def exact_deltas(
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
+    For SNV-only groups an ALT row runs the first blocks only where it differs from its REF row
+    (``local_split``: the first two of Hyena-SE, MR, LI, ...), then continues from the REF row's hidden states.
     Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
     ``prefix``: the tokens every row of a site shares (default ``window // 2``, the forward strand's; the RC
     strand of an SNV shares ``window - 1 - window // 2``, see ``rc_deltas``).
@@ -124,7 +198,6 @@ def exact_deltas(
     if chunk_size and len(sites[0].ref_tokens) > chunk_size:
         return chunked_deltas(model, sites, chunk_size, embed, prefix)
     device = model.device
-    layer = [embed_layer(model)] if embed else None
     embeds: list[np.ndarray] = []
     window = len(sites[0].ref_tokens)
     off = window // 2 if prefix is None else prefix
@@ -153,25 +226,10 @@ def exact_deltas(
                 suffix[r] = (group[i].ref_tokens if j == 0 else group[i].alt_tokens[j - 1])[off:]
                 r += 1
         toks_all = torch.from_numpy(suffix).to(device)
-        sums = np.empty(len(site_idx), dtype=np.float64)
-        dist = np.zeros(len(site_idx), dtype=np.float64)
-        ref_h: torch.Tensor | None = None  # (g, suffix, C): REF rows' hidden states (slot 0 comes first)
-        for r0 in range(0, len(site_idx), rows_per):
-            idx = site_idx[r0 : r0 + rows_per]
-            sub = cache if len(idx) == g and (idx == np.arange(g)).all() else cache.select(idx.tolist())
-            toks = toks_all[r0 : r0 + len(idx)]
-            out = model(toks, cache=sub, return_hidden=layer)
-            sums[r0 : r0 + len(idx)] = _suffix_ll(out.logits, last_logp[idx], toks).cpu().numpy()
-            if embed:
-                h = out.hidden[layer[0]]
-                n_ref = max(0, min(len(idx), g - r0))  # rows of slot 0 (REF) in this forward
-                if ref_h is None:
-                    ref_h = h.new_empty(g, *h.shape[1:])
-                ref_h[r0 : r0 + n_ref] = h[:n_ref]
-                if n_ref < len(idx):
-                    alt_sites = torch.as_tensor(idx[n_ref:], device=h.device)
-                    dist[r0 + n_ref : r0 + len(idx)] = _distance_sum(h[n_ref:], ref_h[alt_sites]).cpu().numpy()
-            del out, sub
+        # ALT rows of SNV sites run the first k blocks over their first `span` positions only (local_split)
+        snv_only = all(s.snv and all(s.snv) for s in group)
+        k, span = local_split(model.config, window - off) if snv_only else (0, window - off)
+        sums, dist = _suffix_forwards(model, cache, last_logp, toks_all, site_idx, g, rows_per, k, span, embed)
         slot_start = np.cumsum([0] + [len(m) for m in site_of])
         # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
         alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]

@@ -49,22 +49,27 @@ class FlopCount:
 
 
 @lru_cache(maxsize=32)
-def _matmul_params(config_json: str) -> int:
+def _matmul_params(config_json: str) -> tuple[tuple[int, ...], int]:
     import torch.nn as nn
 
     from genomod.model.hybrid import build_model
 
     cfg = ModelConfig.from_dict(json.loads(config_json))
     model = build_model(cfg, meta=True)
-    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    if model.unembed is None:  # tied: the embedding matrix is the unembedding's weight
-        n += model.embedding_layer.weight.numel()
-    return int(n)
+
+    def linear(module: nn.Module) -> int:
+        return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
+
+    blocks = tuple(linear(b) for b in model.blocks)
+    # tied: the embedding matrix is the unembedding's weight
+    head = model.embedding_layer.weight.numel() if model.unembed is None else linear(model.unembed)
+    return blocks, int(head)
 
 
 def matmul_params(cfg: ModelConfig) -> int:
     """Weights used in matrix products per token, counted on a meta-device model (no memory used)."""
-    return _matmul_params(cfg.to_json())
+    blocks, head = _matmul_params(cfg.to_json())
+    return sum(blocks) + head
 
 
 def _rfft(n: int) -> float:
@@ -79,14 +84,18 @@ def _fft_conv(channels: int, rows: int, length: int) -> float:
 
 
 def forward_flops(
-    cfg: ModelConfig, tokens: int, context: int = 0, batch: int = 1, use_cache: bool = False
+    cfg: ModelConfig, tokens: int, context: int = 0, batch: int = 1, use_cache: bool = False,
+    layers: range | None = None, head: bool = True,
 ) -> FlopCount:
-    """FLOPs of one forward over ``batch`` rows of ``tokens`` new tokens after ``context`` cached ones."""
+    """FLOPs of one forward over ``batch`` rows of ``tokens`` new tokens after ``context`` cached ones;
+    ``layers`` (default all) and ``head`` (the unembedding) count part of the model (``HybridModel.run_blocks``)."""
     d, rows = cfg.hidden_size, batch
-    matmul = 2.0 * matmul_params(cfg) * tokens * rows
+    layers = range(cfg.num_layers) if layers is None else layers
+    block_params, head_params = _matmul_params(cfg.to_json())
+    matmul = 2.0 * (sum(block_params[i] for i in layers) + (head_params if head else 0)) * tokens * rows
     attention = conv = 0.0
     ks, state = cfg.short_filter_length, cfg.li_state_size
-    for kind in cfg.layer_types:
+    for kind in (cfg.layer_types[i] for i in layers):
         if kind == "MHA":
             keys = tokens * context + tokens * (tokens + 1) / 2
             attention += 4.0 * d * keys * rows
@@ -110,13 +119,19 @@ def exact_flops(cfg: ModelConfig, window: int, alts_per_site: float = 3.0, batch
     """Exact mode (prefix reuse, ``genomod.scoring.exact``) per variant.
 
     ``minimal``: one suffix forward (window - window // 2 tokens after the cached prefix), the issue's
-    definition of the work a variant needs. ``executed``: what exact_deltas runs, per variant: the prefix
-    forward (with cache) and one suffix forward for REF and each ALT, shared by the site's ALTs.
+    definition of the work a variant needs. ``executed``: what exact_deltas runs for SNVs, per variant: the
+    prefix forward (with cache) and the REF suffix forward, shared by the site's ALTs, and per ALT the first
+    ``k`` blocks over ``span`` positions and the other blocks over the whole suffix (``local_split``).
     """
+    from genomod.scoring.exact import local_split
+
     off = window // 2
     suffix = forward_flops(cfg, window - off, context=off, batch=batch).scale(1 / batch)
     prefix = forward_flops(cfg, off, batch=batch, use_cache=True).scale(1 / batch)
-    executed = (prefix + suffix.scale(1 + alts_per_site)).scale(1 / alts_per_site)
+    k, span = local_split(cfg, window - off)
+    alt = (forward_flops(cfg, span, context=off, batch=batch, layers=range(k), head=False)
+           + forward_flops(cfg, window - off, context=off, batch=batch, layers=range(k, cfg.num_layers)))
+    executed = (prefix + suffix + alt.scale(alts_per_site / batch)).scale(1 / alts_per_site)
     return {"minimal": suffix, "executed": executed}
 
 
