@@ -211,10 +211,12 @@ def exact_deltas(
         g = len(group)
         for i, s in enumerate(group):
             prefix_buf[i] = s.ref_tokens[:off]
-        out = model(torch.from_numpy(prefix_buf[:g]).to(device), use_cache=True)
-        cache = out.cache
-        last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        del out
+        # the prefix's cache and its last position's next-token log-probs (no logits for the other positions)
+        x, states = model.run_blocks(model.embedding_layer(torch.from_numpy(prefix_buf[:g]).to(device)),
+                                     [{} for _ in model.blocks], use_cache=True)
+        cache = InferenceCache(states, off)
+        last_logp = torch.log_softmax(model.head(x[:, -1]), dim=-1)
+        del x
         # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
         n_alts = np.array([len(s.alt_tokens) for s in group])
         site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]
