@@ -98,6 +98,13 @@ def test_local_split_snv_sites(model, genome):
     for batch_size, suffix_batch in ((3, None), (3, 1), (4, 5), (7, 100)):
         exact = exact_deltas(model, sites, batch_size=batch_size, suffix_batch=suffix_batch)
         assert max(float(np.abs(e - n).max()) for e, n in zip(exact, naive)) < TOL, (batch_size, suffix_batch)
+    # a row's arithmetic does not depend on its group: beside an indel site, the SNVs score the same to the bit
+    indel = build_site(fetch, "chr1", 250, [(seq[250:252], seq[250]), (seq[250], _alt(seq[250]))], W, len(seq))
+    alone = exact_deltas(model, sites[:3], batch_size=4)
+    mixed = exact_deltas(model, [*sites[:3], indel], batch_size=4)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, mixed[:3]))
+    assert abs(mixed[3][1] - exact_deltas(model, [build_site(fetch, "chr1", 250, [(seq[250], _alt(seq[250]))], W,
+                                                             len(seq))])[0][0]) < TOL
 
 
 def test_alt_window_layout(genome):

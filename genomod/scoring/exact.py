@@ -128,12 +128,14 @@ def _states(cache: InferenceCache, rows: np.ndarray, lo: int, hi: int | None, gr
 
 
 def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch.Tensor, toks_all: torch.Tensor,
-                     site_idx: np.ndarray, g: int, rows_per: int, k: int, span: int,
+                     site_idx: np.ndarray, snv: np.ndarray, g: int, rows_per: int,
                      embed: bool) -> tuple[np.ndarray, np.ndarray]:
     """LL sums of a group's suffix rows (REF rows of its ``g`` sites first, then ALT rows; ``site_idx``: each
     row's site) and, with ``embed``, each ALT row's summed hidden-state distance to its REF row; ``rows_per``
-    rows per forward. ALT rows run blocks ``:k`` over their first ``span`` positions only (``local_split``)."""
+    rows per forward. ALT rows flagged ``snv`` run blocks ``:k`` over their first ``span`` positions only
+    (``local_split``), the others over the whole suffix: a row's arithmetic never depends on its batch."""
     length = toks_all.shape[1]
+    k, span = local_split(model.config, length)
     sums = np.empty(len(site_idx), dtype=np.float64)
     dist = np.zeros(len(site_idx), dtype=np.float64)
     ref_x: torch.Tensor | None = None  # (g, suffix, C): REF rows' input to block k (they come first)
@@ -151,12 +153,8 @@ def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch
                 ref_x[r0 : r0 + n_ref] = x
             parts.append(x)
         if n_ref < len(idx):
-            alt_idx = idx[n_ref:]
-            x, _ = model.run_blocks(model.embedding_layer(toks[n_ref:, :span]), _states(cache, alt_idx, 0, k, g),
-                                    cache.offset)
-            if span < length:  # past `span` the input to block k is the REF row's
-                x = torch.cat([x, ref_x[torch.as_tensor(alt_idx, device=x.device), span:]], dim=1)
-            parts.append(x)
+            parts.append(_alt_inputs(model, cache, toks[n_ref:], idx[n_ref:], snv[r0 + n_ref : r0 + len(idx)], ref_x,
+                                     g, k, span))
         x = parts[0] if len(parts) == 1 else torch.cat(parts)
         h, _ = model.run_blocks(x, _states(cache, idx, k, None, g), cache.offset, start=k)
         del x, parts
@@ -170,6 +168,26 @@ def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch
                 dist[r0 + n_ref : r0 + len(idx)] = _distance_sum(h[n_ref:], ref_h[alt_sites]).cpu().numpy()
         del h
     return sums, dist
+
+
+def _alt_inputs(model: HybridModel, cache: InferenceCache, toks: torch.Tensor, sites: np.ndarray, snv: np.ndarray,
+                ref_x: torch.Tensor | None, g: int, k: int, span: int) -> torch.Tensor:
+    """ALT rows' input to block ``k`` (rows, suffix, C): SNV rows from blocks ``:k`` over their first ``span``
+    positions and their site's REF row (``ref_x``) after it, other rows from blocks ``:k`` over the whole suffix."""
+    out: torch.Tensor | None = None
+    for rows, local in ((np.flatnonzero(snv), True), (np.flatnonzero(~snv), False)):
+        if not len(rows):
+            continue
+        sel = torch.as_tensor(rows, device=toks.device)
+        x, _ = model.run_blocks(model.embedding_layer(toks[sel, :span] if local else toks[sel]),
+                                _states(cache, sites[rows], 0, k, g), cache.offset)
+        if local and span < toks.shape[1]:  # past `span` the input to block k is the REF row's
+            x = torch.cat([x, ref_x[torch.as_tensor(sites[rows], device=x.device), span:]], dim=1)
+        if len(rows) == len(sites):
+            return x
+        out = x.new_empty(len(sites), *x.shape[1:]) if out is None else out
+        out[sel] = x
+    return out
 
 
 SUFFIX_TOKENS = 16384  # cap on rows x suffix length per suffix forward when suffix_batch is not given
@@ -187,7 +205,7 @@ def exact_deltas(
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
-    For SNV-only groups an ALT row runs the first blocks only where it differs from its REF row
+    An SNV's ALT row runs the first blocks only where it differs from its REF row
     (``local_split``: the first two of Hyena-SE, MR, LI, ...), then continues from the REF row's hidden states.
     Windows longer than ``chunk_size`` go to ``chunked_deltas`` (bounded memory, one site at a time).
     ``prefix``: the tokens every row of a site shares (default ``window // 2``, the forward strand's; the RC
@@ -211,12 +229,12 @@ def exact_deltas(
         g = len(group)
         for i, s in enumerate(group):
             prefix_buf[i] = s.ref_tokens[:off]
-        # the prefix's cache and its last position's next-token log-probs (no logits for the other positions)
-        x, states = model.run_blocks(model.embedding_layer(torch.from_numpy(prefix_buf[:g]).to(device)),
-                                     [{} for _ in model.blocks], use_cache=True)
-        cache = InferenceCache(states, off)
-        last_logp = torch.log_softmax(model.head(x[:, -1]), dim=-1)
-        del x
+        out = model(torch.from_numpy(prefix_buf[:g]).to(device), use_cache=True)
+        cache = out.cache
+        # from the logits of every position: a head over the last position only is a matrix product whose
+        # rounding varies with the number of sites in the group
+        last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        del out
         # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
         n_alts = np.array([len(s.alt_tokens) for s in group])
         site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]
@@ -228,10 +246,10 @@ def exact_deltas(
                 suffix[r] = (group[i].ref_tokens if j == 0 else group[i].alt_tokens[j - 1])[off:]
                 r += 1
         toks_all = torch.from_numpy(suffix).to(device)
-        # ALT rows of SNV sites run the first k blocks over their first `span` positions only (local_split)
-        snv_only = all(s.snv and all(s.snv) for s in group)
-        k, span = local_split(model.config, window - off) if snv_only else (0, window - off)
-        sums, dist = _suffix_forwards(model, cache, last_logp, toks_all, site_idx, g, rows_per, k, span, embed)
+        # per suffix row: an SNV ALT row (runs the first blocks over a few positions only, local_split)
+        snv = np.array([j > 0 and bool(group[i].snv) and group[i].snv[j - 1]
+                        for j, members in enumerate(site_of) for i in members], dtype=bool)
+        sums, dist = _suffix_forwards(model, cache, last_logp, toks_all, site_idx, snv, g, rows_per, embed)
         slot_start = np.cumsum([0] + [len(m) for m in site_of])
         # ALT j of site i sits at its rank among slot j's members (sites with more than j ALTs)
         alt_rows = [[slot_start[j + 1] + int(np.searchsorted(site_of[j + 1], i)) for j in range(n_alts[i])]
