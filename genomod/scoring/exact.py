@@ -133,7 +133,7 @@ def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch
     """LL sums of a group's suffix rows (REF rows of its ``g`` sites first, then ALT rows; ``site_idx``: each
     row's site) and, with ``embed``, each ALT row's summed hidden-state distance to its REF row; ``rows_per``
     rows per forward. ALT rows flagged ``snv`` run blocks ``:k`` over their first ``span`` positions only
-    (``local_split``), the others over the whole suffix: a row's arithmetic never depends on its batch."""
+    (``local_split``), the others over the whole suffix: the path a row takes never depends on its batch."""
     length = toks_all.shape[1]
     k, span = local_split(model.config, length)
     sums = np.empty(len(site_idx), dtype=np.float64)
