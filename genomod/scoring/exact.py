@@ -148,7 +148,7 @@ def _suffix_forwards(model: HybridModel, cache: InferenceCache, last_logp: torch
         if n_ref:
             x, _ = model.run_blocks(model.embedding_layer(toks[:n_ref]), _states(cache, idx[:n_ref], 0, k, g),
                                     cache.offset)
-            if span < length:
+            if span < length and snv.any():  # SNV ALT rows continue from these past `span`
                 ref_x = x.new_empty(g, *x.shape[1:]) if ref_x is None else ref_x
                 ref_x[r0 : r0 + n_ref] = x
             parts.append(x)
