@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -387,3 +388,51 @@ def test_depth_growth_from_a_checkpoint(shards: Path, reference_run: Path, tmp_p
     bad = load_config(None, _overrides(shards, tmp_path / "b") + [f"init_from={src}", "init_layers=[0, 1, 3, 2]"])
     with pytest.raises(ConfigError, match=r"init_layers\[2\]: layer 2 is LI but init_from layer 3 is MHA"):
         check_inputs(bad)
+
+
+def test_junction_aux_loss_by_hand() -> None:
+    from genomod.train.module import junction_aux_loss
+
+    weights = torch.tensor([[1.0, 25.0, 25.0, 0.0, 0.1]])
+    logits = torch.tensor([[0.0, 2.0, -1.0, 5.0, 1.0]])[..., None]
+    # targets 0, 1, 1, (weight 0: not counted), 0
+    want = (math.log(2) + math.log1p(math.exp(-2.0)) + math.log1p(math.exp(1.0)) + math.log1p(math.exp(1.0))) / 4
+    assert abs(float(junction_aux_loss(logits, weights, 25.0)) - want) < 1e-6
+
+
+def test_junction_aux_needs_a_distinct_junction_weight(shards: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.junction_aux_weight"):
+        load_config(None, _overrides(shards, tmp_path / "x", **{"data.junction_aux_weight": 0.5}))
+
+
+def test_junction_aux_head_trains_resumes_exactly_and_is_not_exported(shards: Path, tmp_path: Path) -> None:
+    """Shards with a softmask track whose value 2 marks every G and the base after it (a learnable "junction"):
+    the head's loss is logged and falls, a killed run resumes to the uninterrupted run's losses, and the exported
+    model holds the model's tensors only."""
+    torch.set_num_threads(1)
+    marked = tmp_path / "marked"
+    marked.mkdir()
+    for split in ("train", "val"):
+        with h5py.File(shards / f"{split}.h5") as src, h5py.File(marked / f"{split}.h5", "w") as dst:
+            tok = src["tokens"][:]
+            mask = np.zeros_like(tok)
+            mask[tok == ord("G")] = 2
+            mask[:, 1:][tok[:, :-1] == ord("G")] = 2
+            dst["tokens"], dst["index"], dst["softmask"] = tok, src["index"][:], mask
+    (marked / "manifest.json").write_text((shards / "manifest.json").read_text())
+    extra = {"data.junction_weight": 5.0, "data.junction_aux_weight": 1.0, "train.max_steps": 24,
+             "checkpoint.interval": 6}
+    ref_out, out = tmp_path / "ref", tmp_path / "run"
+    run_pretraining(load_config(None, _overrides(marked, ref_out, **extra)))
+    rows = [json.loads(x) for x in (ref_out / "train_log.jsonl").read_text().splitlines()]
+    aux = [r["junction_aux_loss"] for r in rows if "junction_aux_loss" in r]
+    assert len(aux) == 24 and np.mean(aux[-4:]) < np.mean(aux[:4]) - 0.05, aux
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_pretraining(load_config(None, _overrides(marked, out, **extra)), extra_callbacks=[_KillAt(14)])
+    summary = run_pretraining(load_config(None, _overrides(marked, out, **extra)))
+    assert summary["resumed_from"].endswith("step_00000012")
+    ref, got = _losses(ref_out), _losses(out)
+    assert max(abs(got[s] - ref[s]) for s in range(1, 25)) <= 1e-6
+    model = load_model(out / "final")
+    assert set(model.state_dict()) == set(HybridModel(model.config).state_dict())
+    assert not any("junction" in k for k in model.state_dict())

@@ -125,6 +125,9 @@ class DataArgs:
     val_batches: int = 8  # validation micro-batches per rank
     softmask_weight: float = 0.1  # loss weight of soft-masked (lowercase) bases when shards carry the mask track
     junction_weight: float = 1.0  # training loss weight of splice-junction flanks (make_mixture junction_flank)
+    # > 0: a linear head on the last block's output predicts whether each base lies in a junction flank (binary
+    # cross-entropy, added to the loss times this weight; training only, not exported with the model)
+    junction_aux_weight: float = 0.0
 
     def validate(self) -> None:
         """Check every value (a single folder string becomes a one-item list)."""
@@ -141,6 +144,10 @@ class DataArgs:
         check_num(v, "data", "val_batches", int, lo=0)
         check_num(v, "data", "softmask_weight", float, lo=0, hi=1)
         check_num(v, "data", "junction_weight", float, lo=0, hi=100)
+        check_num(v, "data", "junction_aux_weight", float, lo=0, hi=100)
+        if self.junction_aux_weight > 0 and self.junction_weight in (0.0, 1.0, self.softmask_weight):
+            fail("data.junction_aux_weight", "needs data.junction_weight other than 0, 1 and data.softmask_weight "
+                 "(the flanks are told apart by their loss weight)")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from genomod.errors import ConfigError
 from genomod.model import HybridModel, ModelConfig, grow_depth
 from genomod.train.config import TrainArgs
 
@@ -31,6 +32,17 @@ def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, weights: torch.T
         return F.cross_entropy(flat, target)
     w = weights[:, 1:].reshape(-1).float()
     return (F.cross_entropy(flat, target, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
+
+
+def junction_aux_loss(logits: torch.Tensor, weights: torch.Tensor, junction_weight: float) -> torch.Tensor:
+    """Binary cross-entropy of per-base junction logits (B, L, 1) against "this base lies in a splice-junction
+    flank", read off the loss weights (B, L) as the bases weighted ``junction_weight``; N and separators (weight
+    0) do not count."""
+    w = weights.float()
+    target = torch.isclose(w, torch.full_like(w, junction_weight)).float()
+    valid = (w > 0).float()
+    bce = F.binary_cross_entropy_with_logits(logits[..., 0].float(), target, reduction="none")
+    return (bce * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 def decays(module: torch.nn.Module, name: str) -> bool:
@@ -88,7 +100,8 @@ class PretrainModule(pl.LightningModule):
 
     def __init__(self, model_config: ModelConfig, args: TrainArgs, total_steps: int,
                  init_weights: dict[str, torch.Tensor] | None = None,
-                 init_layers: list[int | None] | None = None) -> None:
+                 init_layers: list[int | None] | None = None,
+                 junction_aux: tuple[float, float] = (1.0, 0.0)) -> None:
         super().__init__()
         self.model_config, self.train_args, self.total_steps = model_config, args, total_steps
         self.model = HybridModel(model_config)
@@ -99,7 +112,11 @@ class PretrainModule(pl.LightningModule):
         if args.max_log_pole is not None:
             clamp_log_poles(self.model, float(args.max_log_pole))
         self.model.set_activation_checkpointing(args.activation_checkpointing)
+        # (junction loss weight, auxiliary weight): with the latter > 0, a training-only junction-flank head
+        self.junction_weight, self.junction_aux_weight = float(junction_aux[0]), float(junction_aux[1])
+        self.junction_head = torch.nn.Linear(model_config.hidden_size, 1) if self.junction_aux_weight > 0 else None
         self._acc_loss: list[torch.Tensor] = []
+        self._acc_aux: list[torch.Tensor] = []
         self._t0 = time.perf_counter()
         self._tokens_since = 0
         self.step_log: list[dict[str, float]] = []
@@ -113,10 +130,22 @@ class PretrainModule(pl.LightningModule):
     def training_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One micro-batch: next-token cross-entropy (weighted per base when the shards carry loss weights)."""
         tokens, weights = split_batch(batch)
-        loss = next_token_loss(self(tokens), tokens, weights)
+        if self.junction_head is not None and weights is None:
+            raise ConfigError("data.junction_aux_weight: the shards carry no softmask track, so no junction flanks "
+                              "(build them with data_prep.make_mixture and junction_flank)")
+        if self.junction_head is None:
+            loss = next_token_loss(self(tokens), tokens, weights)
+            self._acc_loss.append(loss.detach())
+            self._tokens_since += tokens.numel()
+            return loss
+        m = self.model  # the same computation as ``self(tokens)``, keeping the last block's output for the head
+        hidden, _ = m.run_blocks(m.embedding_layer(tokens), [{} for _ in m.blocks])
+        loss = next_token_loss(m.head(hidden), tokens, weights)
+        aux = junction_aux_loss(self.junction_head(hidden), weights, self.junction_weight)
         self._acc_loss.append(loss.detach())
+        self._acc_aux.append(aux.detach())
         self._tokens_since += tokens.numel()
-        return loss
+        return loss + self.junction_aux_weight * aux
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """All micro-batches of the step are done: log loss (mean over ranks), pre-clip grad norm, lr, tokens/s."""
@@ -128,6 +157,10 @@ class PretrainModule(pl.LightningModule):
         self._t0, self._tokens_since = now, 0
         row = {"step": step, "loss": float(loss), "ppl": math.exp(min(float(loss), 50.0)),
                "lr": float(optimizer.param_groups[0]["lr"]), "grad_norm": float(grad_norm), "tokens_per_s": tps}
+        if self._acc_aux:  # the junction-flank head's loss (not part of "loss", which stays next-token only)
+            row["junction_aux_loss"] = float(self.trainer.strategy.reduce(torch.stack(self._acc_aux).mean(),
+                                                                          reduce_op="mean"))
+            self._acc_aux = []
         if loss.is_cuda:
             row["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self.step_log.append(row)
@@ -161,10 +194,25 @@ class PretrainModule(pl.LightningModule):
         self.log("val/loss", float(loss), prog_bar=True, rank_zero_only=True)
         self.log("val/ppl", self.last_val["val_ppl"], rank_zero_only=True)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The junction head is not part of the exported model: its weights travel with the trainer state."""
+        if self.junction_head is not None:
+            checkpoint["junction_head"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                           if k.startswith("junction_head.")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the junction head's weights back beside the model's (before Lightning loads the state dict)."""
+        head = checkpoint.pop("junction_head", None)
+        if self.junction_head is not None:
+            if head is None:
+                raise ConfigError("data.junction_aux_weight: the checkpoint to resume has no junction head "
+                                  "(it was trained without one)")
+            checkpoint["state_dict"].update(head)
+
     def configure_optimizers(self) -> Any:
         """AdamW with warmup + cosine, stepped every optimizer step."""
         a = self.train_args
-        opt = torch.optim.AdamW(param_groups(self.model, float(a.weight_decay)), lr=float(a.lr),
+        opt = torch.optim.AdamW(param_groups(self, float(a.weight_decay)), lr=float(a.lr),
                                 betas=(float(a.betas[0]), float(a.betas[1])), eps=float(a.eps))
         warmup, total, ratio = int(a.warmup_steps), self.total_steps, float(a.min_lr_ratio)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total, ratio))

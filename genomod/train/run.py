@@ -85,7 +85,8 @@ def build(cfg: TrainConfig, extra_callbacks: list[Any] | None = None) -> Pretrai
         torch.use_deterministic_algorithms(True)
     pl.seed_everything(t.seed, workers=True, verbose=False)
     ckpt_path = resume_checkpoint(cfg)
-    module = PretrainModule(mcfg, t, total, _init_weights(cfg) if ckpt_path is None else None, cfg.init_layers)
+    module = PretrainModule(mcfg, t, total, _init_weights(cfg) if ckpt_path is None else None, cfg.init_layers,
+                            junction_aux=(d.junction_weight, d.junction_aux_weight))
     dm = ShardDataModule(d.shards, d.window, t.micro_batch_size, t.grad_accum, total, seed=t.seed,
                          rc_augment=d.rc_augment, num_workers=d.num_workers, val_batches=d.val_batches,
                          softmask_weight=d.softmask_weight, junction_weight=d.junction_weight)
