@@ -114,7 +114,11 @@ class PretrainModule(pl.LightningModule):
         self.model.set_activation_checkpointing(args.activation_checkpointing)
         # (junction loss weight, auxiliary weight): with the latter > 0, a training-only junction-flank head
         self.junction_weight, self.junction_aux_weight = float(junction_aux[0]), float(junction_aux[1])
-        self.junction_head = torch.nn.Linear(model_config.hidden_size, 1) if self.junction_aux_weight > 0 else None
+        self.junction_head = None
+        if self.junction_aux_weight > 0:  # zero init: the auxiliary loss starts at ln 2 and adds no gradient at step 0
+            self.junction_head = torch.nn.Linear(model_config.hidden_size, 1)
+            torch.nn.init.zeros_(self.junction_head.weight)
+            torch.nn.init.zeros_(self.junction_head.bias)
         self._acc_loss: list[torch.Tensor] = []
         self._acc_aux: list[torch.Tensor] = []
         self._t0 = time.perf_counter()
@@ -141,7 +145,9 @@ class PretrainModule(pl.LightningModule):
         m = self.model  # the same computation as ``self(tokens)``, keeping the last block's output for the head
         hidden, _ = m.run_blocks(m.embedding_layer(tokens), [{} for _ in m.blocks])
         loss = next_token_loss(m.head(hidden), tokens, weights)
-        aux = junction_aux_loss(self.junction_head(hidden), weights, self.junction_weight)
+        # the residual stream's scale grows with depth and training (RMS in the hundreds): the head reads it at unit RMS
+        unit = hidden.float() * torch.rsqrt(hidden.float().pow(2).mean(-1, keepdim=True) + 1e-6)
+        aux = junction_aux_loss(self.junction_head(unit), weights, self.junction_weight)
         self._acc_loss.append(loss.detach())
         self._acc_aux.append(aux.detach())
         self._tokens_since += tokens.numel()
