@@ -354,7 +354,7 @@ def _junction_weights() -> list[tuple[str, int, float]]:
 
 def _stage_name(recipe: str) -> str:
     """The stage number a recipe is named after (``pretrain.yaml`` is stage 1, ``pretrain_stageN.yaml`` stage N):
-    stages 3, 6, 7, 9, 11, 12 and 13 (and soup 1) were trained and not shipped; the shipped chain is 1, 2, 4, 5, 8, 10."""
+    stages 3, 6, 7, 9, 11, 12, 13 and 14 (and soup 1) were trained and not shipped; the shipped chain is 1, 2, 4, 5, 8, 10."""
     stem = Path(recipe).stem
     return stem.split("_stage")[1] if "_stage" in stem else "1"
 
