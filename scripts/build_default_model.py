@@ -14,8 +14,9 @@ Steps:
            from the stage-1 model on the coding/splice-weighted mixture), then pretrain_stage4.yaml (continued
            from stage 2 with junction flanks weighted 5x), then pretrain_stage5.yaml (from stage 4, junction flanks
            10x, fresh data seed), then pretrain_stage8.yaml (from stage 5, junction flanks 25x, fresh data seed),
-           then pretrain_stage10.yaml (from stage 8, junction flanks 25x, coding sources 2x, fresh data seed);
-           each resumes if interrupted
+           then pretrain_stage10.yaml (from stage 8, junction flanks 25x, coding sources 2x, fresh data seed),
+           then pretrain_stage14.yaml (from stage 10 with a junction-flank head, weight 0.5) and
+           pretrain_stage15.yaml (from stage 14, head weight 2); each resumes if interrupted
   export   the final checkpoint + training metadata of every stage + mixture summary -> genomod/data/models/default/
   probedata  held-out probe sequences + k-mer Markov baselines fitted on the training rows -> genomod/data/probes/
   calibrate  background table (mean fast score, delta LL and delta_embed per 5-mer context and ALT on human
@@ -57,7 +58,13 @@ STAGES = [("mixture.yaml", MIXTURE, "pretrain.yaml", RUN),
            ROOT / "work_local" / "runs" / "default_stage8"),
           # stage 10 (stage 8 continued with the coding sources 2x) passed its pre-registered rule
           ("mixture_stage10.yaml", ROOT / "work_local" / "mixture_stage10", "pretrain_stage10.yaml",
-           ROOT / "work_local" / "runs" / "default_stage10")]
+           ROOT / "work_local" / "runs" / "default_stage10"),
+          # stage 14 (a training-only junction-flank head) failed its own rule (splice 0.883) but is where stage 15
+          # starts; stage 15 (head weight 2) passed its pre-registered rule
+          ("mixture_stage10.yaml", ROOT / "work_local" / "mixture_stage10", "pretrain_stage14.yaml",
+           ROOT / "work_local" / "runs" / "default_stage14"),
+          ("mixture_stage10.yaml", ROOT / "work_local" / "mixture_stage10", "pretrain_stage15.yaml",
+           ROOT / "work_local" / "runs" / "default_stage15")]
 # stage 3 (mixture_stage3.yaml / pretrain_stage3.yaml, coding sequence in genomic form) was trained and NOT shipped:
 # it failed its pre-registered probe rule (recipes/default_model/README.md). To rebuild it after the stages above:
 #   python -m data_prep.make_mixture --recipe recipes/default_model/mixture_stage3.yaml --data-root ../shared/data \
@@ -354,9 +361,18 @@ def _junction_weights() -> list[tuple[str, int, float]]:
 
 def _stage_name(recipe: str) -> str:
     """The stage number a recipe is named after (``pretrain.yaml`` is stage 1, ``pretrain_stageN.yaml`` stage N):
-    stages 3, 6, 7, 9, 11, 12, 13 and 14 (and soup 1) were trained and not shipped; the shipped chain is 1, 2, 4, 5, 8, 10."""
+    stages 3, 6, 7, 9, 11, 12 and 13 (and soup 1) were trained and not shipped; the shipped chain is 1, 2, 4, 5, 8, 10,
+    14, 15."""
     stem = Path(recipe).stem
     return stem.split("_stage")[1] if "_stage" in stem else "1"
+
+
+def _junction_heads() -> list[tuple[str, float]]:
+    """(pretrain recipe, junction_aux_weight) of each stage that trained a junction-flank head."""
+    from genomod.train.config import load_config
+
+    return [(recipe, w) for _, _, recipe, _ in STAGES
+            if (w := load_config(RECIPE / recipe).data.junction_aux_weight) > 0]
 
 
 def step_card() -> None:
@@ -401,7 +417,9 @@ def step_card() -> None:
         "- Loss: next-base cross-entropy weighted per base (soft-masked repeats 0.1, N and record separators 0"
         + "".join(f"; in stage {_stage_name(r)} the {flank} bases each side of annotated splice junctions {w:g}, "
                   "validation 1" for r, flank, w in _junction_weights()) + "); reverse-complement "
-        "augmentation on half the training windows.",
+        "augmentation on half the training windows."
+        + "".join(f" In stage {_stage_name(r)} a junction-flank head on the last block's output (training only, "
+                  f"not exported) added its binary cross-entropy times {w:g}." for r, w in _junction_heads()),
         "- Run history (resumes, schedule changes): recipes/default_model/README.md.",
         f"- Final validation loss {final['final_val_loss']:.4f} nats/nt (perplexity {final['final_val_ppl']:.3f}; "
         "uniform over ACGT = 4) on held-out records of every source (the same validation rows in every stage).",
