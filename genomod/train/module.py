@@ -138,20 +138,21 @@ class PretrainModule(pl.LightningModule):
             raise ConfigError("data.junction_aux_weight: the shards carry no softmask track, so no junction flanks "
                               "(build them with data_prep.make_mixture and junction_flank)")
         if self.junction_head is None:
-            loss = next_token_loss(self(tokens), tokens, weights)
-            self._acc_loss.append(loss.detach())
-            self._tokens_since += tokens.numel()
-            return loss
-        m = self.model  # the same computation as ``self(tokens)``, keeping the last block's output for the head
-        hidden, _ = m.run_blocks(m.embedding_layer(tokens), [{} for _ in m.blocks])
-        loss = next_token_loss(m.head(hidden), tokens, weights)
-        # the residual stream's scale grows with depth and training (RMS in the hundreds): the head reads it at unit RMS
-        unit = hidden.float() * torch.rsqrt(hidden.float().pow(2).mean(-1, keepdim=True) + 1e-6)
-        aux = junction_aux_loss(self.junction_head(unit), weights, self.junction_weight)
+            loss = total = next_token_loss(self(tokens), tokens, weights)
+        else:
+            m = self.model  # the same computation as ``self(tokens)``, keeping the last block's output for the head
+            hidden, _ = m.run_blocks(m.embedding_layer(tokens), [{} for _ in m.blocks])
+            loss = next_token_loss(m.head(hidden), tokens, weights)
+            # the residual stream's scale grows with depth and training (RMS in the hundreds): the head reads it at
+            # unit RMS
+            h = hidden.float()
+            aux = junction_aux_loss(self.junction_head(h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)),
+                                    weights, self.junction_weight)
+            self._acc_aux.append(aux.detach())
+            total = loss + self.junction_aux_weight * aux
         self._acc_loss.append(loss.detach())
-        self._acc_aux.append(aux.detach())
         self._tokens_since += tokens.numel()
-        return loss + self.junction_aux_weight * aux
+        return total
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """All micro-batches of the step are done: log loss (mean over ranks), pre-clip grad norm, lr, tokens/s."""
