@@ -10,7 +10,8 @@ In one process and one run it measures, per mode:
 - fast: a dense saturation scan, all 3 SNVs at each of ``--positions`` consecutive positions of BRCA1;
 
 both through ``VariantScorer.score`` (input parsing included), with the current code and with the code of
-``genomod/scoring`` at ``--legacy-rev`` (read with ``git show``; the same model), interleaved repeat by
+``genomod/scoring`` at ``--legacy-rev`` (read with ``git show``; the same model, or with ``--legacy-model`` the
+model and operator code of that revision too, holding the same weights), interleaved repeat by
 repeat so that a busy machine slows both alike. It prints variants/s, the FLOPs per variant from the
 model's own count (``genomod.scoring.flops``, meta device), the matrix-product throughput of this device
 measured in the same run, dtype and threads (small GEMM benchmark), and achieved / bound, where
@@ -26,6 +27,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -71,22 +73,47 @@ def gemm_throughput(device: torch.device, dtype: torch.dtype, shapes: dict[str, 
     return out
 
 
-def load_legacy(rev: str) -> types.ModuleType:
-    """``genomod/scoring/{fast,exact,scorer}.py`` at git ``rev`` as the package ``_genomod_legacy_scoring``."""
-    pkg_name = "_genomod_legacy_scoring"
-    pkg = types.ModuleType(pkg_name)
-    pkg.__path__ = []
-    sys.modules[pkg_name] = pkg
-    for name in ("fast", "exact", "scorer"):
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:genomod/scoring/{name}.py"],
-                             check=True, capture_output=True, text=True).stdout
-        src = src.replace("genomod.scoring.", f"{pkg_name}.")
-        spec = importlib.util.spec_from_loader(f"{pkg_name}.{name}", loader=None)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[mod.__name__] = mod
-        exec(compile(src, f"{rev}:genomod/scoring/{name}.py", "exec"), mod.__dict__)  # noqa: S102
-        setattr(pkg, name, mod)
+LEGACY_SCORING = ("scoring/fast", "scoring/exact", "scoring/scorer")
+LEGACY_MODEL = ("ops/reference", "ops/attention", "ops/long_conv", "ops/triton_short_conv", "ops/triton_blocked_conv",
+                "ops/dispatch", "model/config", "model/hyena", "model/blocks", "model/hybrid")
+
+
+def load_legacy(rev: str, with_model: bool = False) -> types.ModuleType:
+    """``genomod/scoring/{fast,exact,scorer}.py`` at git ``rev`` as the package ``_genomod_legacy`` (``.scoring``);
+    with ``with_model`` also ``genomod/ops`` and ``genomod/model`` at ``rev`` (``.model.hybrid``: the old model
+    code, to be given the same weights), so that a change of the model code is measured side by side too.
+    The files are written to a temporary folder (Triton compiles only functions defined in files)."""
+    root = "_genomod_legacy"
+    subs = ("scoring", "ops", "model") if with_model else ("scoring",)
+    tmp = Path(tempfile.mkdtemp(prefix="genomod_legacy_"))
+    for sub in ("", *subs):
+        (tmp / root / sub).mkdir(parents=True, exist_ok=True)
+        (tmp / root / sub / "__init__.py").write_text("")
+    for name in (LEGACY_MODEL if with_model else ()) + LEGACY_SCORING:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:genomod/{name}.py"], capture_output=True,
+                               text=True)
+        if shown.returncode != 0:
+            continue  # not in that revision
+        src = shown.stdout
+        for sub in subs:
+            src = src.replace(f"genomod.{sub}.", f"{root}.{sub}.").replace(f"from genomod.{sub} import",
+                                                                             f"from {root}.{sub} import")
+        (tmp / root / f"{name}.py").write_text(src)
+    sys.path.insert(0, str(tmp))
+    pkg = importlib.import_module(root)
+    importlib.import_module(f"{root}.scoring.scorer")
+    if with_model:
+        importlib.import_module(f"{root}.model.hybrid")
     return pkg
+
+
+def legacy_model(legacy: types.ModuleType, model: torch.nn.Module) -> torch.nn.Module:
+    """The old model code (``load_legacy(..., with_model=True)``) holding ``model``'s weights, dtype and device."""
+    cfg = legacy.model.config.ModelConfig.from_dict(model.config.to_dict())
+    with torch.device("meta"):
+        twin = legacy.model.hybrid.HybridModel(cfg)
+    twin.load_state_dict(model.state_dict(), assign=True)
+    return twin.eval().resolve_backends()
 
 
 def git_rev(rev: str) -> str | None:
@@ -114,6 +141,8 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--legacy-rev", default=LEGACY_REV,
                     help=f"git revision of the old genomod/scoring (default {LEGACY_REV}; 'none': skip)")
+    ap.add_argument("--legacy-model", action="store_true",
+                    help="the legacy side also runs genomod/model and genomod/ops of --legacy-rev (same weights)")
     ap.add_argument("--modes", default="exact,fast")
     ap.add_argument("--rc", action="store_true", help="score both strands (VariantScorer(rc=True)) in both "
                     "implementations; the bound counts both strands' minimal work")
@@ -144,12 +173,13 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         model = load_model(args.model, device=device, dtype=dtype)
         model_label = args.model
     cfg = model.config
-    legacy = None if args.legacy_rev.lower() == "none" else load_legacy(args.legacy_rev)
+    legacy = None if args.legacy_rev.lower() == "none" else load_legacy(args.legacy_rev, args.legacy_model)
     scorers = {"new": VariantScorer(model, ref, window=args.window, batch_size=args.batch_size,
                                     fast_batch_size=args.fast_batch_size, rc=args.rc)}
     if legacy is not None:
-        scorers["legacy"] = legacy.scorer.VariantScorer(model, ref, window=args.window, batch_size=args.batch_size,
-                                                        rc=args.rc)
+        old_model = legacy_model(legacy, model) if args.legacy_model else model
+        scorers["legacy"] = legacy.scoring.scorer.VariantScorer(old_model, ref, window=args.window,
+                                                                batch_size=args.batch_size, rc=args.rc)
 
     table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").head(args.exact_variants)
     exact_in = list(zip(table.chrom, table.pos, table.ref, table.alt))
@@ -223,7 +253,9 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "versions": {"genomod": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version(), "git_head": git_rev("HEAD"),
-                     "legacy_rev": None if legacy is None else git_rev(args.legacy_rev)},
+                     "legacy_rev": None if legacy is None else git_rev(args.legacy_rev),
+                     "legacy_scope": None if legacy is None else ("model and scoring" if args.legacy_model
+                                                                   else "scoring")},
         "settings": {
             "model": model_label, "dtype": dtype, "window": args.window, "rc": args.rc, "batch_size": args.batch_size,
             "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),

@@ -117,3 +117,28 @@ def test_explore_embed_variants_last_block_is_delta_embed():
     want = score_variants(model, variants, seqs, mode="embed", rc=True, window=64, progress=False)
     np.testing.assert_allclose(got[f"block{len(model.blocks) - 1}"], want, rtol=1e-4, atol=1e-4)
     assert set(got) >= {"block0", "span1", "span128", "max", "cos"} and all(v.shape == (12,) for v in got.values())
+
+
+# ---- bench_scoring --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_bench_scoring_tiny_with_legacy_model_code(tmp_path):
+    """bench_scoring on a tiny saved model, exact mode, side by side with the scoring, model and operator code of
+    HEAD loaded as the legacy package (``--legacy-model``): the old code holds the same weights, so its scores
+    equal the new ones; the JSON names the scope and the bound."""
+    import subprocess
+    import sys
+
+    save_model(tiny_test_model(0), tmp_path / "model")
+    out = tmp_path / "s.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--model", str(tmp_path / "model"),
+                    "--window", "64", "--exact-variants", "6", "--repeats", "1", "--modes", "exact",
+                    "--naive-check", "2", "--threads", "1", "--legacy-rev", "HEAD", "--legacy-model",
+                    "--out", str(out)], check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["versions"]["legacy_scope"] == "model and scoring"
+    exact = report["modes"]["exact"]
+    assert exact["variants"] == 6
+    assert exact["max_abs_diff_new_vs_legacy"] < 1e-4 and exact["max_abs_diff_new_vs_naive"] < 1e-4
+    assert exact["speedup_over_legacy"] > 0 and 0 < exact["new"]["achieved_over_bound"] < 1
+    flops = exact["flops_per_variant"]
+    assert flops["executed"]["total"] > flops["minimal"]["total"] > 0

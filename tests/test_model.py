@@ -176,6 +176,61 @@ def test_prefix_cache_reuse_matches_full_forward():
     assert torch.allclose(suffix.logits, full.logits[:, 90:], atol=2e-4)
 
 
+@pytest.mark.parametrize("layers", [["SE", "MR", "LI", "MHA", "SE", "MR", "LI"], ["SE", "LI", "MHA", "SE", "MR"],
+                                    ["SE", "MR", "LI", "MHA"]])
+def test_prefill_equals_cached_forward_and_ignores_the_batch(layers):
+    # prefill computes only the outputs later blocks read (here: the trailing SE/MR blocks, the last LI or MHA
+    # block's last positions); its logits and cache equal a full cached forward's, and each row's bits are
+    # those of the row alone (no batch-dependent rounding)
+    model = HybridModel(small_cfg(layer_types=layers)).eval()
+    x = dna(3, 90, seed=4)
+    need = model.config.trailing_outputs(90)
+    assert need[-1] == 1 and need[0] == 90
+    with torch.no_grad():
+        full = model(x, use_cache=True)
+        logits, cache = model.prefill(x)
+        alone, alone_cache = model.prefill(x[1:2])
+        cont = model(dna(3, 20, seed=5), cache=cache)
+        cont_full = model(dna(3, 20, seed=5), cache=full.cache)
+    assert torch.allclose(logits, full.logits[:, -1], atol=1e-4)
+    assert cache.offset == 90
+    for got, want in zip(cache.layers, full.cache.layers):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key].shape == want[key].shape
+            assert torch.allclose(got[key], want[key], atol=1e-4), key
+    assert torch.allclose(cont.logits, cont_full.logits, atol=2e-4)
+    assert torch.equal(alone[0], logits[1])
+    for got, row in zip(alone_cache.layers, cache.layers):
+        assert all(torch.equal(got[key][0], row[key][1]) for key in got)
+
+
+def test_li_tables_are_kept_per_length_and_follow_the_weights():
+    # inference keeps each Hyena-LI layer's pole powers and filter for the last length; an in-place change of
+    # the poles (an optimizer step, load_state_dict) recomputes them, and values equal the uncached path
+    model = HybridModel(small_cfg(layer_types=["LI", "SE"])).eval()
+    li = model.blocks[0].filter
+    x = dna(2, 64, seed=6)
+    with torch.no_grad():
+        first = model(x[:, :40], use_cache=True)
+        kept = li._tables[1]
+        again = model(x[:, :40], use_cache=True)
+        assert li._tables[1] is kept
+        li.log_poles.mul_(0.5)
+        changed = model(x[:, :40], use_cache=True)
+        assert li._tables[1] is not kept
+        later = model(x[:, 40:], cache=changed.cache)
+    assert torch.equal(first.logits, again.logits)
+    assert not torch.allclose(first.logits, changed.logits)
+    with torch.enable_grad():  # autograd: nothing is kept, the filter is computed in the graph
+        grad_out = model(x, use_cache=True)
+    assert torch.allclose(torch.cat([changed.logits, later.logits], 1), grad_out.logits.detach(), atol=2e-4)
+    lp = li.modal_params(32)[0]
+    powers = ref.modal_powers(lp, 10)
+    assert powers.shape == (32, lp.shape[1], 11)
+    assert torch.allclose(powers[:, :, 3], torch.exp(lp * 3))
+
+
 def test_rope_interpolation_reduces_to_plain_rope_at_scale_one():
     pos = torch.arange(50)
     c1, s1 = ref.rotary_cos_sin(pos, 16, 10000.0, 1.0)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from genomod.model import count_parameters
-from genomod.scoring.flops import exact_flops, fast_flops, forward_flops, matmul_params
+from genomod.scoring.flops import exact_flops, fast_flops, forward_flops, matmul_params, prefill_flops
 from tests.model_helpers import tiny_test_config
 
 
@@ -50,7 +50,7 @@ def test_scoring_flops_per_variant():
     w = 64
     ex = exact_flops(cfg, w, alts_per_site=3, batch=1)
     suffix = forward_flops(cfg, 32, context=32)
-    prefix = forward_flops(cfg, 32, use_cache=True)
+    prefix = prefill_flops(cfg, 32)
     assert ex["minimal"].total == pytest.approx(suffix.total)
     # each ALT: SE over the first 9 suffix positions (local_split: MR's reach would leave 6 of 32 unsaved),
     # MR, LI, MHA and the head over all 32
@@ -64,3 +64,27 @@ def test_scoring_flops_per_variant():
     assert parts.total == pytest.approx(suffix.total) and parts.matmul == suffix.matmul
     assert fast_flops(cfg, w, batch=1).total == pytest.approx(forward_flops(cfg, 64).total / 96)
     assert fast_flops(cfg, w, rc=True, batch=1).total == pytest.approx(2 * forward_flops(cfg, 64).total / 96)
+
+
+def test_prefill_flops_hand_count():
+    # HybridModel.prefill of 32 tokens through SE MR LI MHA: the first three blocks in full, the attention block
+    # projects Q/K/V at all 32 positions but attends, projects out and runs its MLP for the last query only,
+    # and the head unembeds one position
+    cfg = tiny_test_config()
+    d, f, v, L = 32, 64, 512, 32
+    assert cfg.trailing_outputs(L) == [L, L, L, 1]
+    got = prefill_flops(cfg, L, batch=2)
+    full = forward_flops(cfg, L, batch=2, use_cache=True)
+    first3 = forward_flops(cfg, L, batch=2, use_cache=True, layers=range(3), head=False)
+    assert got.matmul == first3.matmul + 2 * 2 * (3 * d * d * L + (d * d + 3 * d * f) * 1 + v * d)
+    assert got.attention == 2 * 4 * d * L  # one query sees the 32 keys
+    assert got.conv == full.conv
+    assert got.total < full.total
+    # a trailing local block (SE after the attention block) reads its reach (3 - 1 + 7 - 1 = 8) more inputs:
+    # the attention block outputs 9 positions, the last SE projects 9 and outputs 1
+    cfg2 = tiny_test_config(layer_types=("SE", "MHA", "SE"))
+    assert cfg2.trailing_outputs(L) == [L, 9, 1]
+    two = prefill_flops(cfg2, L)
+    assert two.matmul == forward_flops(cfg2, L, layers=range(1), head=False).matmul + 2 * (
+        3 * d * d * L + (d * d + 3 * d * f) * 9 + 3 * d * d * 9 + (d * d + 3 * d * f) * 1 + v * d)
+    assert two.attention == 4 * d * (9 * L - 9 * 8 / 2)  # the last 9 queries see 24..32 keys

@@ -50,25 +50,27 @@ class GatedMLP(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """A layer of the stack: ``forward(u, state, use_cache, offset) -> (u', new state)``.
+    """A layer of the stack: ``forward(u, state, use_cache, offset, keep_last) -> (u', new state)``.
 
-    With ``checkpoint_activations`` set (``HybridModel.set_activation_checkpointing``) a training forward without
-    cache recomputes the block's activations in backward (torch.utils.checkpoint); parameter names are unchanged.
+    ``keep_last`` (inference): the block's state still sees every position of ``u``, but its output is computed
+    for the last ``keep_last`` positions only (``HybridModel.prefill``). With ``checkpoint_activations`` set
+    (``HybridModel.set_activation_checkpointing``) a training forward without cache recomputes the block's
+    activations in backward (torch.utils.checkpoint); parameter names are unchanged.
     """
 
     checkpoint_activations: bool = False
 
     def forward(self, u: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
-                offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
+                offset: int = 0, keep_last: int | None = None) -> tuple[torch.Tensor, LayerState | None]:
         """The block on ``u`` (B, L, D), continuing from ``state``; recomputed in backward when checkpointing."""
         if self.checkpoint_activations and self.training and torch.is_grad_enabled() and not use_cache \
-                and not state:
+                and not state and keep_last is None:
             out = torch_checkpoint(lambda x: self.block_forward(x, None, False, offset)[0], u, use_reentrant=False)
             return out, None
-        return self.block_forward(u, state, use_cache, offset)
+        return self.block_forward(u, state, use_cache, offset, keep_last)
 
-    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
-                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool, offset: int,
+                      keep_last: int | None = None) -> tuple[torch.Tensor, LayerState | None]:
         """The block's computation (subclasses)."""
         raise NotImplementedError
 
@@ -86,9 +88,11 @@ class HyenaBlock(ResidualBlock):
         self.out_filter_dense = nn.Linear(d, d, bias=cfg.hyena_out_proj_bias)
         self.mlp = GatedMLP(cfg, layer_idx)
 
-    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
-                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool, offset: int,
+                      keep_last: int | None = None) -> tuple[torch.Tensor, LayerState | None]:
         z, new = self.filter(self.projections(self.pre_norm(u)), state, use_cache)
+        if keep_last is not None:
+            z, u = z[:, -keep_last:], u[:, -keep_last:]
         u = self.out_filter_dense(z) + u
         return self.mlp(self.post_norm(u)) + u, new
 
@@ -133,11 +137,13 @@ class MHA(nn.Module):
         return backend
 
     def forward(self, x: torch.Tensor, state: LayerState | None = None, use_cache: bool = False,
-                offset: int = 0) -> tuple[torch.Tensor, LayerState | None]:
+                offset: int = 0, keep_last: int | None = None) -> tuple[torch.Tensor, LayerState | None]:
         b, length, _ = x.shape
         qkv = self.Wqkv(x).reshape(b, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.unbind(dim=2)
         q, k = self.rotary_emb(q, k, offset)
+        if keep_last is not None:  # queries at the end only; keys and values at every position
+            q, length = q[:, -keep_last:], keep_last
         if state:
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
@@ -157,10 +163,10 @@ class AttentionBlock(ResidualBlock):
         self.inner_mha_cls = MHA(cfg)
         self.mlp = GatedMLP(cfg, layer_idx)
 
-    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool,
-                      offset: int) -> tuple[torch.Tensor, LayerState | None]:
-        a, new = self.inner_mha_cls(self.pre_norm(u), state, use_cache, offset)
-        u = a + u
+    def block_forward(self, u: torch.Tensor, state: LayerState | None, use_cache: bool, offset: int,
+                      keep_last: int | None = None) -> tuple[torch.Tensor, LayerState | None]:
+        a, new = self.inner_mha_cls(self.pre_norm(u), state, use_cache, offset, keep_last)
+        u = a + (u if keep_last is None else u[:, -keep_last:])
         return self.mlp(self.post_norm(u)) + u, new
 
 

@@ -93,6 +93,17 @@ class ModelConfig:
         taps = {"SE": self.se_filter_length, "MR": self.mr_filter_length}
         return [short + taps[k] - 1 if k in taps else None for k in self.layer_types]
 
+    def trailing_outputs(self, length: int) -> list[int]:
+        """Per layer, how many of its last output positions a prefix of ``length`` tokens needs to give its
+        state and the next token's logits (``HybridModel.prefill``): the head reads the last position, a layer
+        of finite reach r reads the last n + r inputs for n outputs and its state, the others all."""
+        need, n = [0] * self.num_layers, 1
+        for i in reversed(range(self.num_layers)):
+            need[i] = n
+            reach = self.block_reach()[i]
+            n = length if reach is None else min(length, n + reach)
+        return need
+
     def layer_indices(self, kind: str) -> list[int]:
         """Indices of the layers of one kind (as Evo 2's ``hcs/hcm/hcl/attn_layer_idxs``)."""
         return [i for i, k in enumerate(self.layer_types) if k == kind]

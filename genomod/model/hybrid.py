@@ -176,6 +176,30 @@ class HybridModel(nn.Module):
         """Final norm and (tied) unembedding of the last block's output: float32 logits."""
         return self._logits(self.norm(x))
 
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, InferenceCache]:
+        """The logits of the last position (B, vocab), float32, and the cache after ``tokens`` (B, L): what a
+        shared prefix is run for; the same values as ``forward(tokens, use_cache=True)``.
+
+        From the first block whose later outputs are not all read (``ModelConfig.trailing_outputs``) the rows
+        run one at a time at fixed shapes, so that no row's rounding depends on its batch, and those blocks
+        compute only the outputs read after them (every block's state still sees every position).
+        """
+        need = self.config.trailing_outputs(tokens.shape[1])
+        cut = next((i for i, n in enumerate(need) if n < tokens.shape[1]), len(self.blocks))
+        x, states = self.run_blocks(self.embedding_layer(tokens), [{} for _ in self.blocks[:cut]], use_cache=True)
+        logits, row_states = [], []
+        for b in range(tokens.shape[0]):
+            xb, sts = x[b : b + 1], []
+            for block, n in zip(self.blocks[cut:], need[cut:]):
+                xb, st = block(xb, {}, True, 0, keep_last=n if n < xb.shape[1] else None)
+                sts.append(st)
+            logits.append(self.head(xb[:, -1:])[:, 0])
+            row_states.append(sts)
+        for i in range(len(self.blocks) - cut):
+            states.append({k: torch.cat([sts[i][k] for sts in row_states]) for k in row_states[0][i]})
+        return torch.cat(logits), InferenceCache(states, tokens.shape[1])
+
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def iter_chunks(self, tokens: torch.Tensor, chunk_size: int = DEFAULT_CHUNK, cache: InferenceCache | None = None,

@@ -34,6 +34,7 @@ from genomod.ops import reference as ref
 
 LayerState = dict[str, torch.Tensor]
 InnerOp = Callable[..., torch.Tensor]
+MODAL_TABLE = 1 << 22  # elements: the largest pole-power table a Hyena-LI layer keeps between inference calls
 
 
 class HyenaOperator(nn.Module):
@@ -227,6 +228,7 @@ class HyenaLI(HyenaOperator):
         self.log_poles = nn.Parameter(torch.empty(self.groups, cfg.li_state_size, 1, dtype=torch.float32))
         self.residues = nn.Parameter(torch.empty(self.groups, cfg.li_state_size, dtype=torch.float32))
         self.D = nn.Parameter(torch.zeros(cfg.hidden_size))
+        self._tables: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # inference: (key, powers, filter)
 
     def operator_params(self) -> tuple[torch.Tensor, ...]:
         return self.log_poles, self.residues, self.D
@@ -238,13 +240,28 @@ class HyenaLI(HyenaOperator):
 
     def _inner_step(self, u: torch.Tensor, state: LayerState, new: LayerState | None) -> torch.Tensor:
         lp, res = self.modal_params(u.shape[1])
-        y = ref.fft_causal_conv(u, ref.modal_filter(lp, res, u.shape[-1]))
+        powers, h = self._modal_tables(lp, res, u.shape[-1])
+        y = ref.fft_causal_conv(u, h)
         if "modal" in state:
-            y = y + ref.modal_state_contribution(state["modal"], lp, res, u.shape[-1])
+            y = y + ref.modal_state_contribution(state["modal"], lp, res, u.shape[-1], powers)
         y = y + u.float() * self.D.float()[None, :, None]
         if new is not None:
-            new["modal"] = ref.modal_state_update(state.get("modal"), u, lp)
+            new["modal"] = ref.modal_state_update(state.get("modal"), u, lp, powers)
         return y
+
+    def _modal_tables(self, lp: torch.Tensor, res: torch.Tensor, length: int
+                      ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The pole powers (``reference.modal_powers``; None past ``MODAL_TABLE`` elements) and the filter for
+        chunks of ``length``; outside autograd both are kept for the next call of the same length and weights
+        (chunked inference and exact scoring call this layer many times with the same length)."""
+        if torch.is_grad_enabled() or lp.numel() * (length + 1) > MODAL_TABLE:
+            return None, ref.modal_filter(lp, res, length)
+        key = (length, lp.shape[0], lp.device, self.log_poles._version, self.residues._version,
+               self.log_poles.data_ptr(), self.residues.data_ptr())
+        if self._tables is None or self._tables[0] != key:
+            powers = ref.modal_powers(lp, length)
+            self._tables = (key, powers, ref.modal_filter(lp, res, length, powers=powers))
+        return self._tables[1], self._tables[2]
 
     def _init_filter(self, scheme: str, max_seqlen: int) -> None:
         s = self.state_size

@@ -109,19 +109,31 @@ def direct_causal_conv(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 def modal_filter(
-    log_poles: torch.Tensor, residues: torch.Tensor, length: int, offset: int = 0
+    log_poles: torch.Tensor, residues: torch.Tensor, length: int, offset: int = 0,
+    powers: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hyena-LI implicit filter ``h[c, t] = sum_s R[c, s] exp(log_pole[c, s] * t)`` for t in [offset, offset+L).
 
     Accumulates over the state dimension one mode at a time, so memory is (C, L), never (C, state, L).
+    ``powers`` (offset 0): the table ``modal_powers(log_poles, n)``, n >= L, read instead of computing ``exp``.
     """
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     res = residues.reshape(residues.shape[0], -1).float()
     t = torch.arange(offset, offset + length, device=lp.device, dtype=torch.float32)
     h = torch.zeros(lp.shape[0], length, device=lp.device, dtype=torch.float32)
     for s in range(lp.shape[1]):
-        h += res[:, s, None] * torch.exp(lp[:, s, None] * t[None, :])
+        e = powers[:, s, :length] if powers is not None else torch.exp(lp[:, s, None] * t[None, :])
+        h += res[:, s, None] * e
     return h
+
+
+def modal_powers(log_poles: torch.Tensor, length: int) -> torch.Tensor:
+    """``exp(log_pole[c, s] * t)`` for t in [0, length], (C, state, length + 1) float32: every power of the
+    poles that ``modal_filter`` and the state helpers read for a chunk of ``length`` (the same values they
+    compute themselves), so that an inference layer can compute it once per length (``HyenaLI``)."""
+    lp = log_poles.reshape(log_poles.shape[0], -1).float()
+    t = torch.arange(length + 1, device=lp.device, dtype=torch.float32)
+    return torch.exp(lp[:, :, None] * t[None, None, :])
 
 
 def modal_filter_dense(log_poles: torch.Tensor, residues: torch.Tensor, length: int) -> torch.Tensor:
@@ -145,35 +157,38 @@ def _modal_blocks(lp: torch.Tensor, t: torch.Tensor) -> Iterator[tuple[slice, to
 
 
 def modal_state_update(
-    state: torch.Tensor | None, u: torch.Tensor, log_poles: torch.Tensor
+    state: torch.Tensor | None, u: torch.Tensor, log_poles: torch.Tensor, powers: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Carry the Hyena-LI modal state across a chunk.
 
     ``state[b, c, s] = sum_{j < T} exp(lp[c, s] * (T - 1 - j)) * u[b, c, j]`` over everything seen so far;
-    ``u`` is the chunk (B, C, L). Exact for any chunking (float32).
+    ``u`` is the chunk (B, C, L). Exact for any chunking (float32). ``powers``: ``modal_powers(log_poles, L)``.
     """
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     length = u.shape[-1]
-    t = torch.arange(length - 1, -1, -1, device=u.device, dtype=torch.float32)  # T-1-j within chunk
-    uf = u.float()
+    uf = u.float().flip(-1)  # u[T-1-t]: the pole powers run forward in t
+    t = torch.arange(length, device=u.device, dtype=torch.float32)
+    blocks = [(slice(0, length), powers[:, :, :length])] if powers is not None else _modal_blocks(lp, t)
     new = torch.zeros(u.shape[0], lp.shape[0], lp.shape[1], device=u.device, dtype=torch.float32)
-    for sl, w in _modal_blocks(lp, t):  # per row and channel: (1, block) @ (block, state)
+    for sl, w in blocks:  # per row and channel: (1, block) @ (block, state)
         for b in range(u.shape[0]):  # a fixed-shape product per row: no row depends on the batch it is in
             new[b] += torch.einsum("cl,csl->cs", uf[b, :, sl], w)
     if state is not None:
-        new += torch.exp(lp * length)[None] * state
+        new += (powers[:, :, length] if powers is not None else torch.exp(lp * length))[None] * state
     return new
 
 
 def modal_state_contribution(state: torch.Tensor, log_poles: torch.Tensor, residues: torch.Tensor,
-                             length: int) -> torch.Tensor:
-    """Output of the LI filter at the next ``length`` steps due to the carried state (B, C, L)."""
+                             length: int, powers: torch.Tensor | None = None) -> torch.Tensor:
+    """Output of the LI filter at the next ``length`` steps due to the carried state (B, C, L).
+    ``powers``: ``modal_powers(log_poles, length)``, read instead of computing ``exp``."""
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     res = residues.reshape(residues.shape[0], -1).float()
     t = torch.arange(1, length + 1, device=state.device, dtype=torch.float32)
     weighted = res[None] * state.float()  # (B, C, state)
     y = torch.empty(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
-    for sl, w in _modal_blocks(lp, t):  # per row and channel: (1, state) @ (state, block)
+    blocks = [(slice(0, length), powers[:, :, 1:])] if powers is not None else _modal_blocks(lp, t)
+    for sl, w in blocks:  # per row and channel: (1, state) @ (state, block)
         for b in range(state.shape[0]):  # a fixed-shape product per row: no row depends on the batch it is in
             y[b, :, sl] = torch.einsum("cs,csl->cl", weighted[b], w)
     return y

@@ -5,7 +5,7 @@ REF base at offset ``off = window // 2``. The alt window is the reference window
 keeping the same left flank; it is cut (insertions) or extended with the following reference bases
 (deletions) on the right so that both windows have the same length. Tokens ``[0, off)`` are therefore
 identical in the reference window and every alt window of the site, and because the model is causal so
-are their logits: the prefix is run once per site with ``use_cache=True`` and only the suffixes
+are their logits: the prefix is run once per site (``HybridModel.prefill``) and only the suffixes
 (``[off, window)``, one row for REF and one per ALT) are run, continuing from the cached state.
 
 LL(window) = sum over positions 1..window-1 of log p(x_t | x_<t) (position 0 has no context).
@@ -201,7 +201,7 @@ def exact_deltas(
     """Forward-strand delta LL sums per site (array of len(alts)), prefix run once per site; with ``embed``
     also delta_embed per site from the same forwards (module doc), returned as ``(deltas, embeds)``.
 
-    The prefixes of ``batch_size`` sites run in one forward (``use_cache``). Their suffix rows are ordered
+    The prefixes of ``batch_size`` sites run together (``HybridModel.prefill``). Their suffix rows are ordered
     by allele slot (every site's REF, then every site's first ALT, ...), so a forward over one whole slot
     continues from the prefix cache as it is; ``suffix_batch`` (default ``batch_size``, rows) larger than
     the group packs several slots per forward at the cost of a cache copy (``InferenceCache.select``).
@@ -229,12 +229,8 @@ def exact_deltas(
         g = len(group)
         for i, s in enumerate(group):
             prefix_buf[i] = s.ref_tokens[:off]
-        out = model(torch.from_numpy(prefix_buf[:g]).to(device), use_cache=True)
-        cache = out.cache
-        # from the logits of every position: a head over the last position only is a matrix product whose
-        # rounding varies with the number of sites in the group
-        last_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        del out
+        last_logits, cache = model.prefill(torch.from_numpy(prefix_buf[:g]).to(device))
+        last_logp = torch.log_softmax(last_logits, dim=-1)
         # suffix rows by allele slot: slot 0 = REF of every site, slot j = j-th ALT of the sites that have one
         n_alts = np.array([len(s.alt_tokens) for s in group])
         site_of = [np.arange(g)] + [np.flatnonzero(n_alts > j) for j in range(int(n_alts.max(initial=0)))]

@@ -49,7 +49,10 @@ class FlopCount:
 
 
 @lru_cache(maxsize=32)
-def _matmul_params(config_json: str) -> tuple[tuple[int, ...], int]:
+def _matmul_params(config_json: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Per block the matrix-product weights, per block those of its input projection (Hyena ``projections``,
+    attention ``Wqkv``: the part a block runs at every position even when only its last outputs are read),
+    and the head's."""
     import torch.nn as nn
 
     from genomod.model.hybrid import build_model
@@ -61,14 +64,15 @@ def _matmul_params(config_json: str) -> tuple[tuple[int, ...], int]:
         return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
 
     blocks = tuple(linear(b) for b in model.blocks)
+    inputs = tuple(linear(b.inner_mha_cls.Wqkv if b.kind == "MHA" else b.projections) for b in model.blocks)
     # tied: the embedding matrix is the unembedding's weight
     head = model.embedding_layer.weight.numel() if model.unembed is None else linear(model.unembed)
-    return blocks, int(head)
+    return blocks, inputs, int(head)
 
 
 def matmul_params(cfg: ModelConfig) -> int:
     """Weights used in matrix products per token, counted on a meta-device model (no memory used)."""
-    blocks, head = _matmul_params(cfg.to_json())
+    blocks, _, head = _matmul_params(cfg.to_json())
     return sum(blocks) + head
 
 
@@ -85,19 +89,22 @@ def _fft_conv(channels: int, rows: int, length: int) -> float:
 
 def forward_flops(
     cfg: ModelConfig, tokens: int, context: int = 0, batch: int = 1, use_cache: bool = False,
-    layers: range | None = None, head: bool = True,
+    layers: range | None = None, head: bool = True, outputs: int | None = None,
 ) -> FlopCount:
     """FLOPs of one forward over ``batch`` rows of ``tokens`` new tokens after ``context`` cached ones;
-    ``layers`` (default all) and ``head`` (the unembedding) count part of the model (``HybridModel.run_blocks``)."""
+    ``layers`` (default all) and ``head`` (the unembedding) count part of the model (``HybridModel.run_blocks``);
+    ``outputs``: the blocks compute their outputs at the last ``outputs`` positions only (``keep_last``)."""
     d, rows = cfg.hidden_size, batch
     layers = range(cfg.num_layers) if layers is None else layers
-    block_params, head_params = _matmul_params(cfg.to_json())
-    matmul = 2.0 * (sum(block_params[i] for i in layers) + (head_params if head else 0)) * tokens * rows
+    out = tokens if outputs is None else outputs
+    block_params, input_params, head_params = _matmul_params(cfg.to_json())
+    per_row = sum(input_params[i] * tokens + (block_params[i] - input_params[i]) * out for i in layers)
+    matmul = 2.0 * (per_row + (head_params * out if head else 0)) * rows
     attention = conv = 0.0
     ks, state = cfg.short_filter_length, cfg.li_state_size
     for kind in (cfg.layer_types[i] for i in layers):
-        if kind == "MHA":
-            keys = tokens * context + tokens * (tokens + 1) / 2
+        if kind == "MHA":  # the query at new position t (0-based) sees context + t + 1 keys; the last `out` queries
+            keys = out * context + out * tokens - out * (out - 1) / 2
             attention += 4.0 * d * keys * rows
             continue
         conv += 2.0 * ks * 3 * d * tokens * rows
@@ -115,19 +122,32 @@ def forward_flops(
     return FlopCount(matmul, attention, conv)
 
 
+def prefill_flops(cfg: ModelConfig, tokens: int, batch: int = 1) -> FlopCount:
+    """``HybridModel.prefill`` of ``batch`` rows of ``tokens``: each block's state over all its inputs, its outputs
+    only where later blocks read them (``ModelConfig.trailing_outputs``), the head at the last position."""
+    need = cfg.trailing_outputs(tokens)
+    total, n_in = FlopCount(0.0, 0.0, 0.0), tokens
+    for i, n in enumerate(need):
+        total = total + forward_flops(cfg, n_in, batch=batch, use_cache=True, layers=range(i, i + 1), head=False,
+                                      outputs=n if n < n_in else None)
+        n_in = n
+    _, _, head_params = _matmul_params(cfg.to_json())
+    return total + FlopCount(2.0 * head_params * batch, 0.0, 0.0)
+
+
 def exact_flops(cfg: ModelConfig, window: int, alts_per_site: float = 3.0, batch: int = 8) -> dict[str, FlopCount]:
     """Exact mode (prefix reuse, ``genomod.scoring.exact``) per variant.
 
     ``minimal``: one suffix forward (window - window // 2 tokens after the cached prefix), the issue's
     definition of the work a variant needs. ``executed``: what exact_deltas runs for SNVs, per variant: the
-    prefix forward (with cache) and the REF suffix forward, shared by the site's ALTs, and per ALT the first
+    prefix (``prefill_flops``) and the REF suffix forward, shared by the site's ALTs, and per ALT the first
     ``k`` blocks over ``span`` positions and the other blocks over the whole suffix (``local_split``).
     """
     from genomod.scoring.exact import local_split
 
     off = window // 2
     suffix = forward_flops(cfg, window - off, context=off, batch=batch).scale(1 / batch)
-    prefix = forward_flops(cfg, off, batch=batch, use_cache=True).scale(1 / batch)
+    prefix = prefill_flops(cfg, off, batch=batch).scale(1 / batch)
     k, span = local_split(cfg, window - off)
     alt = (forward_flops(cfg, span, context=off, batch=batch, layers=range(k), head=False)
            + forward_flops(cfg, window - off, context=off, batch=batch, layers=range(k, cfg.num_layers)))
