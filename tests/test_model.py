@@ -225,6 +225,15 @@ def test_li_tables_are_kept_per_length_and_follow_the_weights():
     with torch.enable_grad():  # autograd: nothing is kept, the filter is computed in the graph
         grad_out = model(x, use_cache=True)
     assert torch.allclose(torch.cat([changed.logits, later.logits], 1), grad_out.logits.detach(), atol=2e-4)
+    # a forward without cache takes the step path with the kept filter at inference: the reference operator's
+    # arithmetic, bit for bit
+    with torch.no_grad():
+        kept_path = model(x).logits
+        assert li.keeps_tables(64) and li._tables[0][0] == 64
+    with torch.enable_grad():
+        assert not li.keeps_tables(64)
+        op_path = model(x).logits.detach()
+    assert torch.equal(kept_path, op_path)
     lp = li.modal_params(32)[0]
     powers = ref.modal_powers(lp, 10)
     assert powers.shape == (32, lp.shape[1], 11)

@@ -115,13 +115,18 @@ class HyenaOperator(nn.Module):
         """Cached path: float32 ``filter(u) [+ D u]`` (B, C, L) continuing ``state``; new state into ``new``."""
         raise NotImplementedError
 
+    def keeps_tables(self, length: int) -> bool:
+        """Whether this layer reuses tables kept between inference calls of ``length`` (Hyena-LI): then a forward
+        without cache takes the step path too, the same arithmetic as the reference operator."""
+        return False
+
     def forward(self, z: torch.Tensor, state: LayerState | None = None, use_cache: bool = False
                 ) -> tuple[torch.Tensor, LayerState | None]:
         """``z`` (B, L, 3C) projections -> (B, L, C); carries FIR/filter state when ``use_cache``."""
         state = state or {}
         new: LayerState | None = {} if use_cache else None
         x2, x1, v = self.featurize(z, state, new)
-        if new is None and not state:  # no-cache path: the resolved reference or fused operator
+        if new is None and not state and not self.keeps_tables(x2.shape[-1]):  # the resolved reference or fused op
             op = self._ops.get((x2.device, x2.dtype)) or self.resolve_backend(x2.device, x2.dtype)
             return op(x2, x1, v, *self.operator_params()).transpose(1, 2), None
         y = self._inner_step(x1 * v, state, new).to(z.dtype) * x2
@@ -249,12 +254,15 @@ class HyenaLI(HyenaOperator):
             new["modal"] = ref.modal_state_update(state.get("modal"), u, lp, powers)
         return y
 
+    def keeps_tables(self, length: int) -> bool:
+        return not torch.is_grad_enabled() and self.D.numel() * self.state_size * (length + 1) <= MODAL_TABLE
+
     def _modal_tables(self, lp: torch.Tensor, res: torch.Tensor, length: int
                       ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The pole powers (``reference.modal_powers``; None past ``MODAL_TABLE`` elements) and the filter for
-        chunks of ``length``; outside autograd both are kept for the next call of the same length and weights
-        (chunked inference and exact scoring call this layer many times with the same length)."""
-        if torch.is_grad_enabled() or lp.numel() * (length + 1) > MODAL_TABLE:
+        """The pole powers (``reference.modal_powers``) and the filter for chunks of ``length``; when
+        ``keeps_tables`` (outside autograd, at most ``MODAL_TABLE`` powers) both are kept for the next call of the
+        same length and weights (scoring and chunked inference call a layer many times with one length)."""
+        if not self.keeps_tables(length):
             return None, ref.modal_filter(lp, res, length)
         key = (length, lp.shape[0], lp.device, self.log_poles._version, self.residues._version,
                self.log_poles.data_ptr(), self.residues.data_ptr())
