@@ -240,6 +240,20 @@ def test_li_tables_are_kept_per_length_and_follow_the_weights():
     assert torch.allclose(powers[:, :, 3], torch.exp(lp * 3))
 
 
+def test_loading_a_model_does_not_import_dynamo():
+    # a meta-device build (load_model, parameter counts) must not initialise the embedding: normal_ on a meta
+    # tensor imports torch._dynamo, about a second of every command's start-up
+    import subprocess
+    import sys
+
+    code = ("import sys; from genomod.checkpoint import load_model; from genomod.model import build_model; "
+            "load_model('default'); build_model('tiny', meta=True); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "False"
+    with torch.device("meta"):
+        assert HybridModel(small_cfg()).embedding_layer.weight.is_meta
+
+
 def test_rope_interpolation_reduces_to_plain_rope_at_scale_one():
     pos = torch.arange(50)
     c1, s1 = ref.rotary_cos_sin(pos, 16, 10000.0, 1.0)

@@ -65,7 +65,11 @@ class HybridModel(nn.Module):
         super().__init__()
         self.config = config
         d = config.hidden_size
-        self.embedding_layer = nn.Embedding(config.vocab_size, d)
+        # on the meta device (load_model, parameter counts) the weight is left uninitialised: nn.Embedding's own
+        # normal_ init of a meta tensor imports torch._dynamo, about 1 s of every command's start-up
+        meta = torch.get_default_device().type == "meta"
+        self.embedding_layer = nn.Embedding(config.vocab_size, d,
+                                            _weight=torch.empty(config.vocab_size, d) if meta else None)
         self.blocks = nn.ModuleList([make_block(config, i) for i in range(config.num_layers)])
         self.norm = RMSNorm(d, config.norm_eps) if config.final_norm else nn.Identity()
         self.unembed = None if config.tie_embeddings else nn.Linear(d, config.vocab_size, bias=False)
