@@ -21,9 +21,11 @@ bound = GEMM FLOP/s / minimal FLOPs per variant. JSON (device, versions, setting
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,6 +88,7 @@ def load_legacy(rev: str, with_model: bool = False) -> types.ModuleType:
     root = "_genomod_legacy"
     subs = ("scoring", "ops", "model") if with_model else ("scoring",)
     tmp = Path(tempfile.mkdtemp(prefix="genomod_legacy_"))
+    atexit.register(shutil.rmtree, tmp, True)
     for sub in ("", *subs):
         (tmp / root / sub).mkdir(parents=True, exist_ok=True)
         (tmp / root / sub / "__init__.py").write_text("")
