@@ -192,3 +192,23 @@ def test_build_check_policy():
     few.raise_if_wrong("in.vcf", "ref.fa")
     assert "2.0%" in BuildCheck.of([mism] + [ok] * 49).warning("ref.fa")
     assert BuildCheck.of([mism] + [ok] * 199).warning("ref.fa") is None  # 0.5%: no warning
+
+
+def test_stderr_capture_reuses_one_file_and_keeps_blocks_apart(capfd):
+    # VcfReader captures htslib's stderr around every record with one temporary file: each block gets only
+    # its own text, file descriptor 2 is restored after each, and what is written outside a block is not taken
+    import os
+
+    from genomod.utils import StderrCapture
+
+    capture = StderrCapture()
+    with capture() as first:
+        os.write(2, b"htslib: first")
+    os.write(2, b"outside")
+    with capture() as empty:
+        pass
+    with capture() as third:
+        os.write(2, b"third")
+    capture.close()
+    assert first == ["htslib: first"] and empty == [""] and third == ["third"]
+    assert capfd.readouterr().err == "outside"

@@ -18,7 +18,7 @@ import pysam
 
 from genomod.errors import InputError
 from genomod.io.fasta import ReferenceGenome
-from genomod.utils import capture_stderr_fd, check_readable, open_decompressed
+from genomod.utils import StderrCapture, capture_stderr_fd, check_readable, open_decompressed
 
 _ACGT = re.compile(r"^[ACGT]+$")
 _SYMBOLIC = re.compile(r"^<.*>$|[\[\]]|^\.[A-Za-z]+$|^[A-Za-z]+\.$")
@@ -309,26 +309,30 @@ class VcfReader:
     def __iter__(self) -> Iterator[pysam.VariantRecord]:
         it = iter(self._vf)
         rec_index = 0
-        while True:
-            with capture_stderr_fd() as log:
+        capture = StderrCapture()  # one temporary file for the whole iteration
+        try:
+            while True:
+                with capture() as log:
+                    try:
+                        rec = next(it)
+                        error = None
+                    except StopIteration:
+                        return
+                    except (OSError, ValueError) as exc:
+                        error = exc
+                if error is not None:
+                    why = _diagnose_line(self.path, self._n_header + rec_index + 1) if self._n_header else None
+                    detail = why or " ".join("".join(log).split())[:160] or str(error)
+                    raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record ({detail})")
                 try:
-                    rec = next(it)
-                    error = None
-                except StopIteration:
-                    return
-                except (OSError, ValueError) as exc:
-                    error = exc
-            if error is not None:
-                why = _diagnose_line(self.path, self._n_header + rec_index + 1) if self._n_header else None
-                detail = why or " ".join("".join(log).split())[:160] or str(error)
-                raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record ({detail})")
-            try:
-                str(rec)  # pysam decodes fields lazily: fail here, naming the record, not later
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record "
-                                 f"(bytes that are not UTF-8 text: {exc.object[exc.start:exc.end]!r})") from None
-            yield rec
-            rec_index += 1
+                    str(rec)  # pysam decodes fields lazily: fail here, naming the record, not later
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{self.path}: {self.where(rec_index)}: malformed VCF record "
+                                     f"(bytes that are not UTF-8 text: {exc.object[exc.start:exc.end]!r})") from None
+                yield rec
+                rec_index += 1
+        finally:
+            capture.close()
 
     def variants(self, checker: AlleleChecker, rec_index: int, rec: pysam.VariantRecord
                  ) -> Iterator[Variant | SkippedVariant]:
