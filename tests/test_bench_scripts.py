@@ -1,4 +1,4 @@
-"""scripts/bench_precision.py and scripts/memory_plan.py at tiny sizes, so that the lead's full runs cannot rot."""
+"""scripts/bench_precision.py, memory_plan.py and bench_scoring.py at tiny sizes, so that the full runs cannot rot."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """VCF reading: multi-allelic split, REF checks, symbolic/N alleles, unknown contigs and bad input."""
 
 import gzip
+import os
 
 import pytest
 
@@ -15,6 +16,7 @@ from genomod.io.vcf import (
     variant_kind,
     variants_from_tuples,
 )
+from genomod.utils import StderrCapture
 
 
 @pytest.fixture
@@ -197,10 +199,6 @@ def test_build_check_policy():
 def test_stderr_capture_reuses_one_file_and_keeps_blocks_apart(capfd):
     # VcfReader captures htslib's stderr around every record with one temporary file: each block gets only
     # its own text, file descriptor 2 is restored after each, and what is written outside a block is not taken
-    import os
-
-    from genomod.utils import StderrCapture
-
     capture = StderrCapture()
     with capture() as first:
         os.write(2, b"htslib: first")
