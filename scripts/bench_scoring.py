@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
+import importlib
 import os
 import platform
 import shutil

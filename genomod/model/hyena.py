@@ -264,8 +264,8 @@ class HyenaLI(HyenaOperator):
         same length and weights (scoring and chunked inference call a layer many times with one length)."""
         if not self.keeps_tables(length):
             return None, ref.modal_filter(lp, res, length)
-        key = (length, lp.shape[0], lp.device, self.log_poles._version, self.residues._version,
-               self.log_poles.data_ptr(), self.residues.data_ptr())
+        key = (length, lp.device, self.log_poles._version, self.residues._version, self.log_poles.data_ptr(),
+               self.residues.data_ptr())
         if self._tables is None or self._tables[0] != key:
             powers = ref.modal_powers(lp, length)
             self._tables = (key, powers, ref.modal_filter(lp, res, length, powers=powers))
