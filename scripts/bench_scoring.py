@@ -116,7 +116,9 @@ def legacy_model(legacy: types.ModuleType, model: torch.nn.Module) -> torch.nn.M
     with torch.device("meta"):
         twin = legacy.model.hybrid.HybridModel(cfg)
     twin.load_state_dict(model.state_dict(), assign=True)
-    return twin.eval().resolve_backends()
+    twin.eval()
+    # revisions before the per-layer operator choice (e7b4ff3, the baseline) choose per call instead
+    return twin.resolve_backends() if hasattr(twin, "resolve_backends") else twin
 
 
 def git_rev(rev: str) -> str | None:
