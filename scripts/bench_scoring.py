@@ -1,7 +1,8 @@
 """Variant-scoring throughput against the FLOP bound, side by side with an earlier implementation.
 
     python scripts/bench_scoring.py [--model default | --preset tiny] [--window 1024] [--threads 2]
-        [--positions 30000] [--exact-variants 120] [--legacy-rev REV] [--out benchmarks/results/...json]
+        [--positions 30000] [--exact-variants 120] [--legacy-rev REV] [--no-legacy-model]
+        [--out benchmarks/results/...json]
 
 In one process and one run it measures, per mode:
 
@@ -10,8 +11,8 @@ In one process and one run it measures, per mode:
 - fast: a dense saturation scan, all 3 SNVs at each of ``--positions`` consecutive positions of BRCA1;
 
 both through ``VariantScorer.score`` (input parsing included), with the current code and with the code of
-``genomod/scoring`` at ``--legacy-rev`` (read with ``git show``; the same model, or with ``--legacy-model`` the
-model and operator code of that revision too, holding the same weights), interleaved repeat by
+``genomod/scoring``, ``genomod/model`` and ``genomod/ops`` at ``--legacy-rev`` (read with ``git show``; the old
+model code holds the same weights; ``--no-legacy-model``: the old scoring layer on today's model), interleaved repeat by
 repeat so that a busy machine slows both alike. It prints variants/s, the FLOPs per variant from the
 model's own count (``genomod.scoring.flops``, meta device), the matrix-product throughput of this device
 measured in the same run, dtype and threads (small GEMM benchmark), and achieved / bound, where
@@ -146,8 +147,10 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--legacy-rev", default=LEGACY_REV,
                     help=f"git revision of the old genomod/scoring (default {LEGACY_REV}; 'none': skip)")
-    ap.add_argument("--legacy-model", action="store_true",
-                    help="the legacy side also runs genomod/model and genomod/ops of --legacy-rev (same weights)")
+    ap.add_argument("--legacy-model", action=argparse.BooleanOptionalAction, default=True,
+                    help="the legacy side also runs genomod/model and genomod/ops of --legacy-rev, holding the same "
+                    "weights (default: the whole path of that revision, the issue's 'current implementation'; "
+                    "--no-legacy-model: its scoring layer on today's model code)")
     ap.add_argument("--modes", default="exact,fast")
     ap.add_argument("--rc", action="store_true", help="score both strands (VariantScorer(rc=True)) in both "
                     "implementations; the bound counts both strands' minimal work")
