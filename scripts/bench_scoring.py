@@ -146,7 +146,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--legacy-rev", default=LEGACY_REV,
-                    help=f"git revision of the old genomod/scoring (default {LEGACY_REV}; 'none': skip)")
+                    help=f"git revision of the old code (default {LEGACY_REV}; 'none': skip)")
     ap.add_argument("--legacy-model", action=argparse.BooleanOptionalAction, default=True,
                     help="the legacy side also runs genomod/model and genomod/ops of --legacy-rev, holding the same "
                     "weights (default: the whole path of that revision, the issue's 'current implementation'; "
