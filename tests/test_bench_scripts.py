@@ -123,8 +123,8 @@ def test_explore_embed_variants_last_block_is_delta_embed():
 @pytest.mark.slow
 def test_bench_scoring_tiny_with_legacy_model_code(tmp_path):
     """bench_scoring on a tiny saved model, exact mode, side by side with the scoring, model and operator code of
-    HEAD loaded as the legacy package (``--legacy-model``): the old code holds the same weights, so its scores
-    equal the new ones; the JSON names the scope and the bound."""
+    HEAD loaded as the legacy package (the default scope, ``--legacy-model``): the old code holds the same weights,
+    so its scores equal the new ones; the JSON names the scope and the bound."""
     import subprocess
     import sys
 
@@ -132,8 +132,7 @@ def test_bench_scoring_tiny_with_legacy_model_code(tmp_path):
     out = tmp_path / "s.json"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--model", str(tmp_path / "model"),
                     "--window", "64", "--exact-variants", "6", "--repeats", "1", "--modes", "exact",
-                    "--naive-check", "2", "--threads", "1", "--legacy-rev", "HEAD", "--legacy-model",
-                    "--out", str(out)], check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+                    "--naive-check", "2", "--threads", "1", "--legacy-rev", "HEAD", "--out", str(out)], check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
     report = json.loads(out.read_text())
     assert report["versions"]["legacy_scope"] == "model and scoring"
     exact = report["modes"]["exact"]
