@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pysam
@@ -40,17 +41,20 @@ def make_vcf(path: Path, n: int, start: int = 41_150_000) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_one(vcf: Path, out: Path, mode: str, model: str, window: int | None) -> dict:
-    """Run `genomod score` in a child process; wall time and the child's peak RSS."""
+def run_one(vcf: Path, out: Path, mode: str, model: str, window: int | None, env: dict[str, str] | None = None,
+            cwd: Path | None = None, extra: Sequence[str] = ()) -> dict:
+    """Run `genomod score` in a child process (``env``, ``cwd``: of that child; ``extra``: more options); wall
+    time and the child's peak RSS."""
     cmd = [sys.executable, "-m", "genomod", "score", "-i", str(vcf), "-r", str(brca1_reference()), "-o", str(out),
-           "--mode", mode, "--model", model, "--device", "cpu"]
+           "--mode", mode, "--model", model, "--device", "cpu", *extra]
     if window:
         cmd += ["--window", str(window)]
     code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], capture_output=True); "
             "print(json.dumps({'rc': r.returncode, 'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
             " 'err': r.stderr.decode()[-300:]}))")
     t0 = time.perf_counter()
-    res = json.loads(subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True).stdout)
+    res = json.loads(subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env,
+                                    cwd=cwd).stdout)
     res["seconds"] = time.perf_counter() - t0
     return res
 

@@ -141,3 +141,23 @@ def test_bench_scoring_tiny_with_legacy_model_code(tmp_path):
     assert exact["speedup_over_legacy"] > 0 and 0 < exact["new"]["achieved_over_bound"] < 1
     flops = exact["flops_per_variant"]
     assert flops["executed"]["total"] > flops["minimal"]["total"] > 0
+
+
+# ---- bench_cli ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_bench_cli_tiny_against_head(tmp_path):
+    """bench_cli runs whole `genomod score` commands of this tree and of HEAD's genomod/ (git archive) on a tiny
+    saved model: both sides import their own tree, score every allele alike, and the JSON carries the ratio."""
+    import subprocess
+    import sys
+
+    save_model(tiny_test_model(0), tmp_path / "model")
+    out = tmp_path / "c.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_cli.py"), "--model", str(tmp_path / "model"),
+                    "--legacy-rev", "HEAD", "--variants", "7", "--window", "64", "--repeats", "1", "--mode", "fast",
+                    "--out", str(out)], check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "bench_cli" and report["settings"]["variants"] == 7
+    assert len(report["runs"]["new"]) == len(report["runs"]["legacy"]) == 1
+    assert report["max_abs_diff"] < 1e-6 and report["speedup_over_legacy"] > 0
+    assert all(r["peak_rss_mib"] > 0 for rs in report["runs"].values() for r in rs)
