@@ -29,7 +29,8 @@ import pysam
 from genomod.data_paths import models_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_load import make_vcf, run_one  # noqa: E402 - a sibling script
+from bench_load import make_vcf, run_one  # noqa: E402 - sibling scripts
+from bench_scoring import git_rev  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGACY_REV = "e7b4ff3"  # the last commit before issue 17's changes: the "now" its bars are measured against
@@ -76,7 +77,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_cli_cpu.json"))
     args = ap.parse_args()
     from genomod.cli.info import collect_info
-    from genomod.utils import write_json
+    from genomod.utils import cpu_name, write_json
 
     model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model  # children run elsewhere
     with tempfile.TemporaryDirectory(prefix="genomod_bench_cli_") as tmp_name:
@@ -106,7 +107,8 @@ def main() -> None:
         raise SystemExit(f"scored alleles differ: new {len(new)}, legacy {len(old)}, input {args.variants}")
     median = {n: statistics.median(r["seconds"] for r in rs) for n, rs in runs.items()}
     result = {
-        "benchmark": "bench_cli", "environment": collect_info(), "note": args.note,
+        "benchmark": "bench_cli", "device": cpu_name(), "environment": collect_info(), "note": args.note,
+        "git_head": git_rev("HEAD"), "legacy_commit": git_rev(args.legacy_rev),
         "settings": {**vars(args), "command": f"genomod score --mode {args.mode} --window {args.window} "
                      f"--model {args.model} (+ {args.new_args or 'nothing'} on the new side)"},
         "runs": runs,

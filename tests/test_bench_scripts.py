@@ -157,7 +157,8 @@ def test_bench_cli_tiny_against_head(tmp_path):
                     "--legacy-rev", "HEAD", "--variants", "7", "--window", "64", "--repeats", "1", "--mode", "fast",
                     "--out", str(out)], check=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
     report = json.loads(out.read_text())
-    assert report["benchmark"] == "bench_cli" and report["settings"]["variants"] == 7
+    assert report["benchmark"] == "bench_cli" and report["settings"]["variants"] == 7 and report["device"]
+    assert report["legacy_commit"] == report["git_head"] and len(report["git_head"]) == 40  # both HEAD
     assert len(report["runs"]["new"]) == len(report["runs"]["legacy"]) == 1
     assert report["max_abs_diff"] < 1e-6 and report["speedup_over_legacy"] > 0
     assert all(r["peak_rss_mib"] > 0 for rs in report["runs"].values() for r in rs)
