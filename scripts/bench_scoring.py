@@ -1,7 +1,7 @@
 """Variant-scoring throughput against the FLOP bound, side by side with an earlier implementation.
 
     python scripts/bench_scoring.py [--model default | --preset tiny] [--window 1024] [--threads 2]
-        [--positions 30000] [--exact-variants 120] [--legacy-rev REV] [--no-legacy-model]
+        [--positions 30000] [--exact-variants 120] [--sparse BASES] [--legacy-rev REV] [--no-legacy-model]
         [--out benchmarks/results/...json]
 
 In one process and one run it measures, per mode:
@@ -9,6 +9,8 @@ In one process and one run it measures, per mode:
 - exact: delta LL with prefix reuse on the first ``--exact-variants`` SNVs of the shipped BRCA1 table
   (Findlay 2018, hg19; consecutive positions, ~3 alleles per site as in SGE data);
 - fast: a dense saturation scan, all 3 SNVs at each of ``--positions`` consecutive positions of BRCA1;
+- with ``--sparse BASES`` both modes score ``--exact-variants`` SNVs instead, one every BASES bases (one ALT each:
+  a genome-wide VCF's shape; fast mode's bound then counts the tile forwards those SNVs touch);
 
 both through ``VariantScorer.score`` (input parsing included), with the current code and with the code of
 ``genomod/scoring``, ``genomod/model`` and ``genomod/ops`` at ``--legacy-rev`` (read with ``git show``; the old
@@ -140,6 +142,9 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
     ap.add_argument("--fast-batch-size", type=int, default=None, help="forward rows in fast mode (default: auto)")
     ap.add_argument("--exact-variants", type=int, default=120, help="BRCA1 SNVs scored in exact mode")
     ap.add_argument("--positions", type=int, default=30000, help="positions of the dense fast-mode scan (x3 SNVs)")
+    ap.add_argument("--sparse", type=int, default=0, metavar="BASES",
+                    help="both modes score --exact-variants SNVs, one every BASES bases (one ALT each, as in a "
+                    "genome-wide VCF) instead of the BRCA1 table and the dense scan; 0: off")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per mode and implementation")
     ap.add_argument("--naive-check", type=int, default=3, help="exact SNVs also checked against naive_deltas")
     ap.add_argument("--dtype", default=None, help="float32/bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
@@ -189,12 +194,17 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         scorers["legacy"] = legacy.scoring.scorer.VariantScorer(old_model, ref, window=args.window,
                                                                 batch_size=args.batch_size, rc=args.rc)
 
-    table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").head(args.exact_variants)
-    exact_in = list(zip(table.chrom, table.pos, table.ref, table.alt))
-    seq = ref.fetch("chr17", SCAN_START, SCAN_START + args.positions).upper()
-    fast_in = [("chr17", SCAN_START + i + 1, b, a) for i, b in enumerate(seq) if b in "ACGT" for a in "ACGT"
-               if a != b]
-    inputs = {"exact": exact_in, "fast": fast_in}
+    if args.sparse:  # one SNV (REF -> the next base) every --sparse bases: a genome-wide VCF's shape
+        seq = ref.fetch("chr17", SCAN_START, SCAN_START + args.sparse * args.exact_variants).upper()
+        sparse_in = [("chr17", SCAN_START + i + 1, b, "ACGT"[("ACGT".index(b) + 1) % 4])
+                     for i, b in enumerate(seq) if i % args.sparse == 0 and b in "ACGT"]
+        inputs = {"exact": sparse_in, "fast": sparse_in}
+    else:
+        table = pd.read_csv(DATA / "brca1" / "findlay2018_brca1_snvs.tsv", sep="\t").head(args.exact_variants)
+        seq = ref.fetch("chr17", SCAN_START, SCAN_START + args.positions).upper()
+        inputs = {"exact": list(zip(table.chrom, table.pos, table.ref, table.alt)),
+                  "fast": [("chr17", SCAN_START + i + 1, b, a) for i, b in enumerate(seq) if b in "ACGT"
+                           for a in "ACGT" if a != b]}
     col = {"exact": "delta_ll_sum", "fast": "delta_fast"}
 
     # the device's matrix-product throughput, same dtype and threads: a square GEMM and the model's shapes
@@ -228,7 +238,10 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
             strands = 2 if args.rc else 1  # with rc, SNV sites reuse the RC prefix as well (rc_deltas)
             minimal, executed = fl["minimal"].scale(strands), fl["executed"].scale(strands)
         else:
-            minimal = executed = fast_flops(cfg, window, rc=args.rc, batch=scorers["new"].fast_batch_size)
+            # sparse input: each tile forward serves the SNVs that fall in its window // 2 sites (fixed grid)
+            tiles = len({(p - 1) // (window // 2) for _, p, _, _ in items}) if args.sparse else None
+            minimal = executed = fast_flops(cfg, window, rc=args.rc, batch=scorers["new"].fast_batch_size,
+                                            variants_per_tile=n / tiles if tiles else None)
         bound_vps = peak * 1e9 / minimal.total
         entry: dict = {"variants": n, "flops_per_variant": {"minimal": minimal.as_dict(),
                                                             "executed": executed.as_dict()},
@@ -267,7 +280,8 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - a benchmark script's linea
         "settings": {
             "model": model_label, "dtype": dtype, "window": args.window, "rc": args.rc, "batch_size": args.batch_size,
             "fast_batch_size": scorers["new"].fast_batch_size, "threads": torch.get_num_threads(),
-            "exact_variants": len(exact_in), "fast_positions": args.positions, "fast_variants": len(fast_in),
+            "exact_variants": len(inputs["exact"]), "fast_positions": None if args.sparse else args.positions,
+            "fast_variants": len(inputs["fast"]), "sparse_spacing": args.sparse or None,
             "repeats": args.repeats, "matmul_params": matmul_params(cfg), "model_max_seqlen": cfg.max_seqlen,
             "reduced": args.positions < 30000 or args.exact_variants < 120,
         },

@@ -143,6 +143,35 @@ def test_bench_scoring_tiny_with_legacy_model_code(tmp_path):
     assert flops["executed"]["total"] > flops["minimal"]["total"] > 0
 
 
+@pytest.mark.slow
+def test_bench_scoring_sparse_layout(tmp_path):
+    """``--sparse``: both modes score the same spaced SNVs (one ALT each); fast mode's FLOPs per variant are one
+    tile forward per touched tile, exact mode's executed work holds the prefix and REF suffix per SNV."""
+    import subprocess
+    import sys
+
+    save_model(tiny_test_model(0), tmp_path / "model")
+    out = tmp_path / "s.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--model", str(tmp_path / "model"),
+                    "--window", "64", "--exact-variants", "5", "--sparse", "100", "--repeats", "1", "--naive-check",
+                    "2", "--threads", "1", "--legacy-rev", "none", "--out", str(out)], check=True, cwd=ROOT,
+                   capture_output=True, text=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["settings"]["sparse_spacing"] == 100
+    exact, fast = report["modes"]["exact"], report["modes"]["fast"]
+    assert exact["variants"] == fast["variants"] == report["settings"]["fast_variants"] > 0
+    assert exact["max_abs_diff_new_vs_naive"] < 1e-4
+    # 100 bases apart with 32-site tiles: every SNV has a tile forward of its own
+    from genomod.checkpoint import load_model
+    from genomod.scoring.flops import forward_flops
+
+    tile = forward_flops(load_model(tmp_path / "model").config, 64, batch=report["settings"]["fast_batch_size"])
+    assert fast["flops_per_variant"]["executed"]["total"] == pytest.approx(
+        tile.total / report["settings"]["fast_batch_size"])
+    ex = exact["flops_per_variant"]
+    assert ex["executed"]["total"] > 2 * ex["minimal"]["total"]  # prefix + REF + ALT for one ALT per site
+
+
 # ---- bench_cli ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_bench_cli_tiny_against_head(tmp_path):

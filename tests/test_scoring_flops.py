@@ -64,6 +64,7 @@ def test_scoring_flops_per_variant():
     assert parts.total == pytest.approx(suffix.total) and parts.matmul == suffix.matmul
     assert fast_flops(cfg, w, batch=1).total == pytest.approx(forward_flops(cfg, 64).total / 96)
     assert fast_flops(cfg, w, rc=True, batch=1).total == pytest.approx(2 * forward_flops(cfg, 64).total / 96)
+    assert fast_flops(cfg, w, batch=1, variants_per_tile=1).total == pytest.approx(forward_flops(cfg, 64).total)
 
 
 def test_prefill_flops_hand_count():

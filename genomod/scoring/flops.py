@@ -155,8 +155,10 @@ def exact_flops(cfg: ModelConfig, window: int, alts_per_site: float = 3.0, batch
     return {"minimal": suffix, "executed": executed}
 
 
-def fast_flops(cfg: ModelConfig, window: int, rc: bool = False, batch: int = 8) -> FlopCount:
-    """Fast mode per SNV: one forward of 2 x (window // 2) tokens per tile and strand scores 3 x (window // 2)."""
+def fast_flops(cfg: ModelConfig, window: int, rc: bool = False, batch: int = 8,
+               variants_per_tile: float | None = None) -> FlopCount:
+    """Fast mode per SNV: one forward of 2 x (window // 2) tokens per tile and strand, which scores
+    ``variants_per_tile`` SNVs (default 3 x (window // 2), a dense scan; a sparse VCF scores fewer per tile)."""
     half = window // 2
     tile = forward_flops(cfg, 2 * half, batch=batch).scale(1 / batch)
-    return tile.scale((2 if rc else 1) / (3 * half))
+    return tile.scale((2 if rc else 1) / (variants_per_tile or 3 * half))
