@@ -238,6 +238,14 @@ def test_li_tables_are_kept_per_length_and_follow_the_weights():
     powers = ref.modal_powers(lp, 10)
     assert powers.shape == (32, lp.shape[1], 11)
     assert torch.allclose(powers[:, :, 3], torch.exp(lp * 3))
+    # a table longer than the chunk serves every helper as the exact-length one does
+    res = li.modal_params(32)[1]
+    state, u = torch.randn(2, 32, lp.shape[1]), torch.randn(2, 32, 7)
+    longer, exact = ref.modal_powers(lp, 10), ref.modal_powers(lp, 7)
+    assert torch.equal(ref.modal_filter(lp, res, 7, powers=longer), ref.modal_filter(lp, res, 7, powers=exact))
+    assert torch.equal(ref.modal_state_update(state, u, lp, longer), ref.modal_state_update(state, u, lp, exact))
+    assert torch.equal(ref.modal_state_contribution(state, lp, res, 7, longer),
+                       ref.modal_state_contribution(state, lp, res, 7, exact))
 
 
 def test_loading_a_model_does_not_import_dynamo():

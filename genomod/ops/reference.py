@@ -162,7 +162,8 @@ def modal_state_update(
     """Carry the Hyena-LI modal state across a chunk.
 
     ``state[b, c, s] = sum_{j < T} exp(lp[c, s] * (T - 1 - j)) * u[b, c, j]`` over everything seen so far;
-    ``u`` is the chunk (B, C, L). Exact for any chunking (float32). ``powers``: ``modal_powers(log_poles, L)``.
+    ``u`` is the chunk (B, C, L). Exact for any chunking (float32). ``powers``: ``modal_powers(log_poles, n)``,
+    n >= L.
     """
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     length = u.shape[-1]
@@ -181,13 +182,13 @@ def modal_state_update(
 def modal_state_contribution(state: torch.Tensor, log_poles: torch.Tensor, residues: torch.Tensor,
                              length: int, powers: torch.Tensor | None = None) -> torch.Tensor:
     """Output of the LI filter at the next ``length`` steps due to the carried state (B, C, L).
-    ``powers``: ``modal_powers(log_poles, length)``, read instead of computing ``exp``."""
+    ``powers``: ``modal_powers(log_poles, n)``, n >= length, read instead of computing ``exp``."""
     lp = log_poles.reshape(log_poles.shape[0], -1).float()
     res = residues.reshape(residues.shape[0], -1).float()
     t = torch.arange(1, length + 1, device=state.device, dtype=torch.float32)
     weighted = res[None] * state.float()  # (B, C, state)
     y = torch.empty(state.shape[0], lp.shape[0], length, device=state.device, dtype=torch.float32)
-    blocks = [(slice(0, length), powers[:, :, 1:])] if powers is not None else _modal_blocks(lp, t)
+    blocks = [(slice(0, length), powers[:, :, 1 : length + 1])] if powers is not None else _modal_blocks(lp, t)
     for sl, w in blocks:  # per row and channel: (1, state) @ (state, block)
         for b in range(state.shape[0]):  # a fixed-shape product per row: no row depends on the batch it is in
             y[b, :, sl] = torch.einsum("cs,csl->cl", weighted[b], w)
